@@ -1,0 +1,116 @@
+package classify
+
+import (
+	"fmt"
+
+	"github.com/lvsdoctor/lvsdoctor/checks/result"
+)
+
+// The real server's replies must go back through the director (HOWTO Q.4
+// A.6, Q.2). `ip route get CIP from RIP` on the real server decides: a next
+// hop other than the DIP, no route at all, or a direct route past the
+// director. Traceroute's first hop and the capture (the reply leaving
+// toward another MAC, nothing arriving on the director) are the evidence.
+func ruleRSWrongGateway(v *view) []result.Finding {
+	var out []result.Finding
+	if !v.cip.IsValid() {
+		return nil
+	}
+	for _, h := range v.rs {
+		rip := v.rip(h)
+		if !h.Reached() || !rip.IsValid() {
+			continue
+		}
+		rg := routeGet(h, v.cip.String(), rip.String(), "")
+		if rg == nil {
+			continue
+		}
+		dip, dipIface := v.dipFor(rip)
+		id := "rs-wrong-gateway"
+		var summary string
+		switch {
+		case rg.Error != "":
+			summary = fmt.Sprintf("%s has no route to the client %s from %s (%s): replies cannot go back through the director", h.Label, v.cip, rip, rg.Error)
+		case rg.Flags == "redirected":
+			continue // an ICMP redirect, not the table: another fault
+		case rg.Gateway == "" && rg.Type == "unicast":
+			id = "rs-direct-route-to-client"
+			summary = fmt.Sprintf("%s reaches the client %s directly on %s, past the director", h.Label, v.cip, rg.Dev)
+		case rg.Gateway != "" && dip.IsValid() && rg.Gateway != dip.String():
+			summary = fmt.Sprintf("%s sends its replies to %s, not through the director %s", h.Label, rg.Gateway, dip)
+		default:
+			continue
+		}
+		f := newFinding(id, h.Label)
+		f.Summary = summary
+		f.Interface = rg.Dev
+		f.Evidence = append(f.Evidence, fmt.Sprintf("ip route get %s from %s → %s", v.cip, rip, fmtRouteGet(rg)))
+		if h.Trace != nil && len(h.Trace.Hops) > 0 {
+			hop := h.Trace.Hops[0]
+			first := hop.Addr
+			if first == "" {
+				first = "no answer"
+			}
+			f.Evidence = append(f.Evidence, fmt.Sprintf("traceroute -n -s %s %s: first hop %s", rip, v.cip, first))
+		}
+		f.Evidence = append(f.Evidence, v.replyPathEvidence(h, dipIface, rg.Gateway)...)
+		if dip.IsValid() {
+			if id == "rs-direct-route-to-client" {
+				f.Remedy = []string{fmt.Sprintf("ip route del %s   # on %s: the route that bypasses the director (check `ip route show match %s`)", v.cip, h.Label, v.cip)}
+			}
+			f.Remedy = append(f.Remedy, fmt.Sprintf("ip route replace default via %s   # on %s", dip, h.Label))
+		} else {
+			f.Remedy = []string{fmt.Sprintf("ip route replace default via DIP   # on %s: the director's address on its LAN", h.Label)}
+		}
+		for _, s := range v.serviceOf(h) {
+			if r, ok := v.realServerEntry(s, h); ok {
+				f.Address = r.AddrPort().String()
+				break
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// replyPathEvidence tells where the real server's replies went: out of the
+// real server toward which MAC, whether the director's side saw them, and
+// whether the client got them straight from the RIP.
+func (v *view) replyPathEvidence(h *Host, dipIface, gw string) []string {
+	var ev []string
+	rip := v.rip(h).String()
+	cip := v.cip.String()
+	conns := v.connsTo(h)
+	replies, seenOnDirector, atClient := 0, 0, 0
+	var sample string
+	for _, c := range conns {
+		for _, p := range flowPackets(h, c) {
+			if p.Dir == "out" && p.Src == rip && p.Dst == cip {
+				replies++
+				if sample == "" {
+					sample = fmt.Sprintf("%s %s out: %s → MAC %s", h.Label, p.Iface, fmtPacket(p), p.DstMAC)
+				}
+			}
+		}
+		for _, p := range flowPackets(v.director, c) {
+			if p.Dir == "in" && p.Src == rip && p.Iface == dipIface {
+				seenOnDirector++
+			}
+		}
+		for _, p := range flowPackets(v.client, c) {
+			if p.Dir == "in" && p.Src == rip {
+				atClient++
+			}
+		}
+	}
+	if sample != "" {
+		ev = append(ev, sample)
+	}
+	if len(conns) > 0 && v.director != nil && v.director.Capture != nil {
+		ev = append(ev, fmt.Sprintf("%s %s: %d of %d replies from %s arrived", v.director.Label, dipIface, seenOnDirector, replies, rip))
+	}
+	if atClient > 0 {
+		ev = append(ev, fmt.Sprintf("the client received %d packets straight from %s, not from the VIP: they match no connection it made", atClient, rip))
+	}
+	return ev
+}

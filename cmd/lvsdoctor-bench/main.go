@@ -1,0 +1,158 @@
+// Command lvsdoctor-bench times `lvsdoctor check` end to end on the lab:
+// the healthy lab, each fault, and a lab with many real servers, several
+// runs each, and prints medians, the ratio of the big lab to the small one,
+// and peak memory of the controller and of the agents.
+//
+//	sudo go run ./cmd/lvsdoctor-bench -n 5
+//
+// It builds lvsdoctor itself, so it measures the binary an operator runs.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lvsdoctor/lvsdoctor/checks/labtest"
+	"github.com/lvsdoctor/lvsdoctor/lvs/lab"
+)
+
+type sample struct {
+	wall         time.Duration
+	ctlKB, agtKB int64
+	exit         int
+}
+
+func main() {
+	runs := flag.Int("n", 5, "runs per case")
+	big := flag.Int("realservers", 50, "real servers of the big lab (0 skips it)")
+	faults := flag.String("faults", "rs-no-listener,rs-wrong-gateway,director-no-forwarding,director-no-masquerade,director-firewall-drops-replies,director-rpfilter-requests", "faults to time, comma-separated")
+	flag.Parse()
+	if err := lab.CheckPrivileges(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	dir, err := os.MkdirTemp("", "lvsdoctor-bench")
+	check(err)
+	defer os.RemoveAll(dir)
+	bin, err := labtest.BuildBinary(dir)
+	check(err)
+
+	small := measureLab(bin, dir, 2, *runs, strings.Split(*faults, ","))
+	if *big > 0 {
+		bigHealthy := measureLab(bin, dir, *big, *runs, nil)
+		fmt.Printf("\nhealthy check, %d real servers vs 2: %.2fx (target < 2x)\n", *big,
+			float64(median(bigHealthy["healthy"]).wall)/float64(median(small["healthy"]).wall))
+	}
+}
+
+// measureLab builds one lab and times the check on it, healthy and with
+// each fault, tearing the lab down at the end whatever happens.
+func measureLab(bin, dir string, k, runs int, faults []string) map[string][]sample {
+	name := "lvsdbench"
+	_ = lab.Down(name)
+	ctx := context.Background()
+	t0 := time.Now()
+	st, err := lab.Up(ctx, lab.Options{Name: name, RealServers: k})
+	check(err)
+	defer lab.Down(name)
+	fmt.Printf("lab with %d real servers up in %s\n", k, time.Since(t0).Round(time.Millisecond))
+	topo := filepath.Join(dir, fmt.Sprintf("lab%d.yaml", k))
+	check(st.WriteTopologyFile(topo))
+	out := map[string][]sample{}
+	cases := append([]string{"healthy"}, faults...)
+	fmt.Printf("%-34s %8s %8s %8s %12s %12s\n", "case", "median", "min", "max", "ctl MiB", "agent MiB")
+	for _, c := range cases {
+		if c != "healthy" {
+			check(lab.Clear(ctx, name))
+			id, host := lab.ParseFaultSpec(c)
+			check(lab.Inject(ctx, name, id, host, ""))
+		}
+		for i := 0; i < runs; i++ {
+			out[c] = append(out[c], runCheck(bin, topo))
+			// The kernel's ICMP rate limit (1 s per peer) would otherwise
+			// make back-to-back runs see different traceroutes.
+			time.Sleep(1100 * time.Millisecond)
+		}
+		m := median(out[c])
+		lo, hi := minmax(out[c])
+		fmt.Printf("%-34s %8s %8s %8s %12.1f %12.1f   (exit %d)\n", fmt.Sprintf("%s (%d rs)", c, k), ms(m.wall), ms(lo), ms(hi),
+			float64(maxCtl(out[c]))/1024, float64(maxAgt(out[c]))/1024, m.exit)
+	}
+	return out
+}
+
+func runCheck(bin, topo string) sample {
+	cmd := exec.Command(bin, "check", "-f", topo, "--format", "json", "-q")
+	cmd.Env = append(os.Environ(), "LVSDOCTOR_STATS=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	s := sample{wall: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		s.exit = ee.ExitCode()
+	} else {
+		check(err)
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		s.ctlKB = ru.Maxrss
+	}
+	sc := bufio.NewScanner(&stderr)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 5 && f[0] == "lvsdoctor-stats" && f[3] == "maxrss_kb" {
+			if n, err := strconv.ParseInt(f[4], 10, 64); err == nil && n > s.agtKB {
+				s.agtKB = n
+			}
+		}
+	}
+	return s
+}
+
+func median(ss []sample) sample {
+	c := append([]sample(nil), ss...)
+	sort.Slice(c, func(i, j int) bool { return c[i].wall < c[j].wall })
+	return c[len(c)/2]
+}
+
+func minmax(ss []sample) (time.Duration, time.Duration) {
+	lo, hi := ss[0].wall, ss[0].wall
+	for _, s := range ss {
+		lo, hi = min(lo, s.wall), max(hi, s.wall)
+	}
+	return lo, hi
+}
+
+func maxCtl(ss []sample) (m int64) {
+	for _, s := range ss {
+		m = max(m, s.ctlKB)
+	}
+	return
+}
+
+func maxAgt(ss []sample) (m int64) {
+	for _, s := range ss {
+		m = max(m, s.agtKB)
+	}
+	return
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/1e6) }
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lvsdoctor-bench:", err)
+		os.Exit(1)
+	}
+}

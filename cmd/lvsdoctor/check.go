@@ -1,0 +1,202 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lvsdoctor/lvsdoctor/checks"
+	"github.com/lvsdoctor/lvsdoctor/checks/result"
+	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
+	"github.com/lvsdoctor/lvsdoctor/probes/caps"
+	"github.com/lvsdoctor/lvsdoctor/report"
+	"github.com/spf13/cobra"
+)
+
+type checkFlags struct {
+	file           string
+	format         string
+	outs           []string
+	timeout        time.Duration
+	maxConnections int
+	static         bool
+	pcapDir        string
+	strict         bool
+	quiet          bool
+	noColor        bool
+	observations   string
+}
+
+func newCheckCmd() *cobra.Command {
+	var f checkFlags
+	c := &cobra.Command{
+		Use:   "check -f TOPOLOGY",
+		Short: "Run the HOWTO's Q.1-Q.4 on every host of a cluster and name what is wrong",
+		Long: `check reaches the client, the director and every real server of the topology
+file at once, reads their static picture (addresses, routes, rp_filter and
+other sysctls, firewall rules with counters, sockets), pings and traceroutes
+the client from every RIP, captures on every interface while the client
+opens test connections to each virtual service, and classifies what it saw
+into the faults of the catalogue, each with evidence and a remedy.
+
+Exit codes: 0 healthy, 1 faulty (an error finding), 2 usage (bad flags or
+topology file), 3 inconclusive (a host could not be reached or a probe could
+not run, and no error finding).`,
+		Example: `  sudo lvsdoctor check -f lab.yaml
+  sudo lvsdoctor check -f cluster.yaml --format json > result.json
+  sudo lvsdoctor check -f cluster.yaml --out report.md --out result.json
+  sudo lvsdoctor check -f cluster.yaml --pcap /tmp/lvs-captures   # keep pcapng per host`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, f) },
+	}
+	fl := c.Flags()
+	fl.StringVarP(&f.file, "file", "f", "", "topology file (YAML, see DESIGN.md)")
+	fl.StringVar(&f.format, "format", "text", "output on stdout: text, json, markdown")
+	fl.StringArrayVar(&f.outs, "out", nil, "also write the result to FILE, format from the extension (.json, .md, .txt); repeatable")
+	fl.DurationVar(&f.timeout, "timeout", time.Second, "how long a probe waits for an answer that may never come")
+	fl.IntVar(&f.maxConnections, "max-connections", 64, "at most this many test connections per service")
+	fl.BoolVar(&f.static, "static", false, "look only: no test traffic, no capture")
+	fl.StringVar(&f.pcapDir, "pcap", "", "keep every host's capture as pcapng in this directory (on that host)")
+	fl.BoolVar(&f.strict, "strict", false, "warnings count as faults (exit 1)")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress, and on stdout only the verdict line (text format)")
+	fl.BoolVar(&f.noColor, "no-color", false, "no colour (also when NO_COLOR is set)")
+	fl.StringVar(&f.observations, "observations", "", "also write everything the probes saw (the classifier's input, JSON) to FILE: a fixture to replay, or to attach to a bug report")
+	return c
+}
+
+func init() { rootCmd.AddCommand(newCheckCmd()) }
+
+func runCheck(cmd *cobra.Command, f checkFlags) error {
+	if f.file == "" {
+		return usageErr("check needs a topology: -f FILE (lvsdoctor lab up writes one)")
+	}
+	if !validFormat(f.format) {
+		return usageErr("--format %q: valid are %s", f.format, strings.Join(report.Formats, ", "))
+	}
+	for _, o := range f.outs {
+		if formatFor(o) == "" {
+			return usageErr("--out %s: cannot tell the format from the extension; use .json, .md or .txt", o)
+		}
+	}
+	if f.timeout < 100*time.Millisecond || f.timeout > time.Minute {
+		return usageErr("--timeout %s: valid are 100ms to 1m", f.timeout)
+	}
+	top, err := topology.Load(f.file)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	if err := needPrivileges(top); err != nil {
+		return &exitError{code: exitInconclusive, err: err}
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	progress := func(string) {}
+	if !f.quiet && isTerminal(os.Stderr) {
+		progress = func(s string) { fmt.Fprintf(os.Stderr, "\x1b[2K\r· %s", s) }
+	}
+	r, in := checks.Run(ctx, top, checks.Options{
+		Timeout: f.timeout, MaxConnections: f.maxConnections, Static: f.static,
+		PcapDir: f.pcapDir, Strict: f.strict, Progress: progress, Version: version,
+	})
+	if !f.quiet && isTerminal(os.Stderr) {
+		fmt.Fprint(os.Stderr, "\x1b[2K\r")
+	}
+	if ctx.Err() != nil {
+		return &exitError{code: exitInconclusive, err: errors.New("interrupted: agents stopped, nothing left running")}
+	}
+	color := f.format == "text" && !f.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(os.Stdout)
+	var out io.Writer = os.Stdout
+	if f.quiet && f.format == "text" {
+		fmt.Fprintf(out, "%s · %d findings\n", r.Verdict, len(r.Findings))
+	} else if err := report.Write(out, f.format, r, color); err != nil {
+		return err
+	}
+	if f.observations != "" {
+		b, err := json.MarshalIndent(in, "", " ")
+		if err == nil {
+			err = os.WriteFile(f.observations, b, 0o600)
+		}
+		if err != nil {
+			return &exitError{code: exitInconclusive, err: err}
+		}
+	}
+	for _, o := range f.outs {
+		if err := writeFile(o, r); err != nil {
+			return &exitError{code: exitInconclusive, err: err}
+		}
+	}
+	if code := r.ExitCode(); code != 0 {
+		return &exitError{code: code, err: errors.New("")}
+	}
+	return nil
+}
+
+func validFormat(s string) bool {
+	for _, f := range report.Formats {
+		if s == f {
+			return true
+		}
+	}
+	return s == "md"
+}
+
+func formatFor(path string) string {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".json":
+		return "json"
+	case ".md", ".markdown":
+		return "markdown"
+	case ".txt":
+		return "text"
+	}
+	return ""
+}
+
+func writeFile(path string, r *result.Result) error {
+	fh, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := report.Write(fh, formatFor(path), r, false); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// needPrivileges says up front which capability a check needs instead of
+// failing deep inside a probe.
+func needPrivileges(top *topology.Topology) error {
+	hosts := []string{top.Client.Host, top.Director.Host}
+	for _, s := range top.Services {
+		for _, r := range s.RealServers {
+			hosts = append(hosts, r.Host)
+		}
+	}
+	var need []string
+	for _, h := range hosts {
+		if strings.HasPrefix(h, "netns:") {
+			need = []string{caps.SysAdmin, caps.NetAdmin, caps.NetRaw}
+			break
+		}
+		if h == "local" {
+			need = []string{caps.NetAdmin, caps.NetRaw}
+		}
+	}
+	if miss := caps.Missing(need...); len(miss) > 0 {
+		return fmt.Errorf("this check needs %s (entering namespaces, reading firewall rules, raw sockets for ping, traceroute and capture); run it as root (sudo)", strings.Join(miss, ", "))
+	}
+	return nil
+}

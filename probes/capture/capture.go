@@ -1,0 +1,343 @@
+// Package capture records, on every interface of a host at once (loopback
+// and non-Ethernet links excepted), the packets to or from a set of hosts,
+// any ICMP and optionally ARP, with gopacket's afpacket (TPACKET_V3 rings
+// kept small) and a classic BPF filter, and decodes them into obs.Packet.
+//
+// Start returns once every socket is bound and filtered, so traffic can
+// start right after; Stop drains the rings briefly and returns the packets
+// sorted by time. MaxPackets per interface and MaxTime bound what a flood
+// can cost.
+package capture
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/afpacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/lvsdoctor/lvsdoctor/probes/obs"
+)
+
+// Ring and timing parameters. A socket's ring is BlockSize × NumBlocks
+// (512 KiB), not afpacket's 64 MiB default.
+const (
+	FrameSize         = 4096
+	BlockSize         = 64 << 10
+	NumBlocks         = 8
+	BlockTimeout      = 10 * time.Millisecond // a partly filled block is handed over after this
+	PollTimeout       = 50 * time.Millisecond // no read blocks longer
+	DefaultMaxPackets = 2000
+	DefaultMaxTime    = 30 * time.Second
+)
+
+// Manager holds the running captures of one agent.
+type Manager struct {
+	mu   sync.Mutex
+	caps map[string]*session
+}
+
+// NewManager returns an empty Manager.
+func NewManager() *Manager { return &Manager{caps: map[string]*session{}} }
+
+type session struct {
+	id      string
+	args    obs.CaptureArgs
+	filter  Filter
+	readers []*reader
+	wg      sync.WaitGroup
+	stopAt  atomic.Int64 // unix nanoseconds of the stop request, 0: running
+	timer   *time.Timer
+	pcap    *pcapFile
+	errs    []string
+	done    sync.Once
+	result  obs.Capture
+}
+
+type reader struct {
+	s         *session
+	iface     string
+	mac       net.HardwareAddr
+	tp        *afpacket.TPacket
+	pcapID    int
+	kdrops    int // lost by the ring, from PACKET_STATISTICS
+	pkts      []obs.Packet
+	dropped   int
+	truncated bool
+	err       error
+}
+
+type pcapFile struct {
+	mu   sync.Mutex
+	f    *os.File
+	w    *pcapgo.NgWriter
+	path string
+	err  error
+}
+
+// Start opens the capture on every Ethernet interface but lo. Sockets are
+// opened on the calling goroutine (the namespace of its thread).
+func (m *Manager) Start(ctx context.Context, a obs.CaptureArgs) (obs.CaptureStarted, error) {
+	if a.MaxPackets <= 0 {
+		a.MaxPackets = DefaultMaxPackets
+	}
+	if a.MaxTime <= 0 {
+		a.MaxTime = DefaultMaxTime
+	}
+	f, err := NewFilter(a.Hosts, a.ARP)
+	if err != nil {
+		return obs.CaptureStarted{}, err
+	}
+	raw, err := f.Raw()
+	if err != nil {
+		return obs.CaptureStarted{}, fmt.Errorf("assemble filter: %w", err)
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return obs.CaptureStarted{}, err
+	}
+	s := &session{id: newID(), args: a, filter: f}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagLoopback != 0 || len(ifc.HardwareAddr) != 6 {
+			continue // lo, and links without Ethernet framing (tunl0, ipip, wg...)
+		}
+		if err := ctx.Err(); err != nil {
+			s.closeAll()
+			return obs.CaptureStarted{}, err
+		}
+		tp, err := afpacket.NewTPacket(
+			afpacket.OptInterface(ifc.Name),
+			afpacket.OptFrameSize(FrameSize),
+			afpacket.OptBlockSize(BlockSize),
+			afpacket.OptNumBlocks(NumBlocks),
+			afpacket.OptBlockTimeout(BlockTimeout),
+			afpacket.OptPollTimeout(PollTimeout),
+		)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Sprintf("%s: %v", ifc.Name, err))
+			continue
+		}
+		if err := tp.SetBPF(raw); err != nil {
+			tp.Close()
+			s.errs = append(s.errs, fmt.Sprintf("%s: set filter: %v", ifc.Name, err))
+			continue
+		}
+		_ = tp.InitSocketStats()
+		s.readers = append(s.readers, &reader{s: s, iface: ifc.Name, mac: ifc.HardwareAddr, tp: tp})
+	}
+	if len(s.readers) == 0 {
+		msg := "no interface to capture on"
+		if len(s.errs) > 0 {
+			msg += ": " + strings.Join(s.errs, "; ")
+		}
+		return obs.CaptureStarted{}, errors.New(msg)
+	}
+	if a.PcapDir != "" {
+		if err := s.openPcap(); err != nil {
+			s.closeAll()
+			return obs.CaptureStarted{}, err
+		}
+	}
+	started := obs.CaptureStarted{ID: s.id}
+	for _, r := range s.readers {
+		started.Interfaces = append(started.Interfaces, r.iface)
+		s.wg.Add(1)
+		go r.run()
+	}
+	s.timer = time.AfterFunc(a.MaxTime, s.requestStop)
+	m.mu.Lock()
+	m.caps[s.id] = s
+	m.mu.Unlock()
+	return started, nil
+}
+
+// Stop ends a capture and returns what it saw, sorted by time.
+func (m *Manager) Stop(ctx context.Context, a obs.CaptureStopArgs) (obs.Capture, error) {
+	m.mu.Lock()
+	s := m.caps[a.ID]
+	delete(m.caps, a.ID)
+	m.mu.Unlock()
+	if s == nil {
+		return obs.Capture{}, fmt.Errorf("no capture %q", a.ID)
+	}
+	return s.finish(), nil
+}
+
+// Close stops every capture and releases its sockets.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	caps := m.caps
+	m.caps = map[string]*session{}
+	m.mu.Unlock()
+	for _, s := range caps {
+		s.finish()
+	}
+}
+
+func newID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "cap-" + hex.EncodeToString(b[:])
+}
+
+func (s *session) requestStop() {
+	s.stopAt.CompareAndSwap(0, time.Now().UnixNano())
+}
+
+// stopping reports whether a reader should end: a stop was asked and
+// either the ring is empty (idle) or the drain time is over.
+func (s *session) stopping(idle bool) bool {
+	at := s.stopAt.Load()
+	if at == 0 {
+		return false
+	}
+	return idle || time.Since(time.Unix(0, at)) > PollTimeout
+}
+
+func (s *session) closeAll() {
+	for _, r := range s.readers {
+		r.tp.Close()
+	}
+}
+
+func (s *session) finish() obs.Capture {
+	s.done.Do(func() {
+		// Let the last partly filled blocks be handed over before asking.
+		time.Sleep(2 * BlockTimeout)
+		s.requestStop()
+		s.wg.Wait()
+		s.timer.Stop()
+		c := obs.Capture{Packets: []obs.Packet{}}
+		for _, r := range s.readers {
+			c.Interfaces = append(c.Interfaces, r.iface)
+			c.Dropped += r.kdrops
+			c.Packets = append(c.Packets, r.pkts...)
+			r.pkts = nil
+			c.Dropped += r.dropped
+			c.Truncated = c.Truncated || r.truncated
+			if r.err != nil {
+				s.errs = append(s.errs, fmt.Sprintf("%s: %v", r.iface, r.err))
+			}
+		}
+		sort.SliceStable(c.Packets, func(i, j int) bool { return c.Packets[i].Time.Before(c.Packets[j].Time) })
+		if s.pcap != nil {
+			if err := s.pcap.close(); err != nil {
+				s.errs = append(s.errs, "pcap: "+err.Error())
+			}
+			c.PcapFiles = []string{s.pcap.path}
+		}
+		c.Error = strings.Join(s.errs, "; ")
+		s.result = c
+	})
+	return s.result
+}
+
+func (r *reader) run() {
+	defer r.s.wg.Done()
+	defer func() {
+		// Release the ring as soon as this reader ends (MaxTime included).
+		if _, v3, err := r.tp.SocketStats(); err == nil {
+			r.kdrops = int(v3.Drops())
+		}
+		r.tp.Close()
+	}()
+	dec := newDecoder()
+	max := r.s.args.MaxPackets
+	for {
+		data, ci, err := r.tp.ZeroCopyReadPacketData()
+		if errors.Is(err, afpacket.ErrTimeout) {
+			if r.s.stopping(true) {
+				return
+			}
+			continue
+		}
+		if err != nil {
+			r.err = err
+			return
+		}
+		if r.s.stopping(false) {
+			return
+		}
+		d, ok := dec.decode(data)
+		if !ok || !r.s.filter.Match(d) {
+			continue
+		}
+		if len(r.pkts) >= max {
+			r.dropped++
+			r.truncated = true
+			continue
+		}
+		r.pkts = append(r.pkts, dec.packet(ci.Timestamp, r.iface, r.mac))
+		if r.s.pcap != nil {
+			ci.InterfaceIndex = r.pcapID
+			r.s.pcap.write(ci, data)
+		}
+	}
+}
+
+func (s *session) openPcap() error {
+	label := s.args.Label
+	if label == "" {
+		label = "capture"
+	}
+	label = strings.NewReplacer("/", "_", "\\", "_").Replace(label)
+	path := filepath.Join(s.args.PcapDir, label+".pcapng")
+	if err := os.MkdirAll(s.args.PcapDir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	ng := func(r *reader) pcapgo.NgInterface {
+		return pcapgo.NgInterface{Name: r.iface, LinkType: layers.LinkTypeEthernet, SnapLength: Snaplen}
+	}
+	w, err := pcapgo.NewNgWriterInterface(f, ng(s.readers[0]), pcapgo.NgWriterOptions{})
+	if err != nil {
+		f.Close()
+		return err
+	}
+	for i, r := range s.readers {
+		if i == 0 {
+			continue
+		}
+		if r.pcapID, err = w.AddInterface(ng(r)); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	s.pcap = &pcapFile{f: f, w: w, path: path}
+	return nil
+}
+
+func (p *pcapFile) write(ci gopacket.CaptureInfo, data []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err == nil {
+		if len(data) > ci.CaptureLength {
+			data = data[:ci.CaptureLength]
+		}
+		p.err = p.w.WritePacket(ci, data)
+	}
+}
+
+func (p *pcapFile) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ferr := p.w.Flush()
+	cerr := p.f.Close()
+	return errors.Join(p.err, ferr, cerr)
+}

@@ -1,0 +1,264 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/lvsdoctor/lvsdoctor/probes/internal/nstest"
+	"github.com/lvsdoctor/lvsdoctor/probes/obs"
+	"github.com/lvsdoctor/lvsdoctor/probes/testenv"
+)
+
+func start(t *testing.T, ns *nstest.NS, m *Manager, a obs.CaptureArgs) obs.CaptureStarted {
+	t.Helper()
+	var st obs.CaptureStarted
+	ns.MustDo(t, func() error {
+		var err error
+		st, err = m.Start(context.Background(), a)
+		return err
+	})
+	t.Cleanup(m.Close)
+	return st
+}
+
+func stop(t *testing.T, m *Manager, id string) obs.Capture {
+	t.Helper()
+	c, err := m.Stop(context.Background(), obs.CaptureStopArgs{ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func show(p obs.Packet) string {
+	s := fmt.Sprintf("%s %-3s %s %s:%d > %s:%d %s", p.Iface, p.Dir, p.Proto, p.Src, p.SrcPort, p.Dst, p.DstPort, p.Flags)
+	if p.Proto == "icmp" {
+		s += fmt.Sprintf(" %d/%d", p.ICMPType, p.ICMPCode)
+	}
+	if p.Inner != nil {
+		s += " [" + show(*p.Inner) + "]"
+	}
+	return s
+}
+
+func find(c obs.Capture, want func(p obs.Packet) bool) *obs.Packet {
+	for i := range c.Packets {
+		if want(c.Packets[i]) {
+			return &c.Packets[i]
+		}
+	}
+	return nil
+}
+
+func TestCaptureHandshakeAndPortUnreachable(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := nstest.NewPair(t)
+	var ln net.Listener
+	p.B.MustDo(t, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", p.BAddr+":8080")
+		return err
+	})
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("hello\n"))
+			c.Close()
+		}
+	}()
+	args := obs.CaptureArgs{Hosts: []string{p.AAddr}, ARP: true, Label: "a", PcapDir: t.TempDir()}
+	ma, mb := NewManager(), NewManager()
+	sa := start(t, p.A, ma, args)
+	sb := start(t, p.B, mb, obs.CaptureArgs{Hosts: []string{p.AAddr}})
+	if len(sa.Interfaces) != 1 || sa.Interfaces[0] != "eth0" {
+		t.Fatalf("interfaces %v", sa.Interfaces)
+	}
+	var cport int
+	p.A.MustDo(t, func() error {
+		c, err := net.DialTimeout("tcp4", p.BAddr+":8080", time.Second)
+		if err != nil {
+			return err
+		}
+		cport = c.LocalAddr().(*net.TCPAddr).Port
+		buf := make([]byte, 16)
+		_, _ = c.Read(buf)
+		c.Close()
+		u, err := net.Dial("udp4", p.BAddr+":9999")
+		if err != nil {
+			return err
+		}
+		_, _ = u.Write([]byte("x"))
+		_ = u.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, _ = u.Read(buf) // ECONNREFUSED from the port unreachable
+		u.Close()
+		return nil
+	})
+	ca := stop(t, ma, sa.ID)
+	cb := stop(t, mb, sb.ID)
+	for _, pk := range ca.Packets {
+		t.Logf("A %s", show(pk))
+	}
+	for _, pk := range cb.Packets {
+		t.Logf("B %s", show(pk))
+	}
+	if ca.Error != "" || cb.Error != "" {
+		t.Fatalf("errors: %q %q", ca.Error, cb.Error)
+	}
+	tcp := func(c obs.Capture, dir, flags string, toServer bool) *obs.Packet {
+		return find(c, func(pk obs.Packet) bool {
+			if pk.Proto != "tcp" || pk.Dir != dir || pk.Flags != flags {
+				return false
+			}
+			if toServer {
+				return pk.SrcPort == cport && pk.DstPort == 8080
+			}
+			return pk.SrcPort == 8080 && pk.DstPort == cport
+		})
+	}
+	checks := []struct {
+		name string
+		p    *obs.Packet
+	}{
+		{"A out S", tcp(ca, "out", "S", true)},
+		{"A in S.", tcp(ca, "in", "S.", false)},
+		{"A out .", tcp(ca, "out", ".", true)},
+		{"B in S", tcp(cb, "in", "S", true)},
+		{"B out S.", tcp(cb, "out", "S.", false)},
+		{"B in .", tcp(cb, "in", ".", true)},
+	}
+	for _, c := range checks {
+		if c.p == nil {
+			t.Errorf("%s: not captured", c.name)
+		}
+	}
+	if pk := tcp(ca, "out", "S", true); pk != nil && (pk.Src != p.AAddr || pk.Dst != p.BAddr || pk.TTL != 64) {
+		t.Errorf("SYN fields: %+v", *pk)
+	}
+	pu := find(ca, func(pk obs.Packet) bool { return pk.Proto == "icmp" && pk.ICMPType == 3 && pk.ICMPCode == 3 })
+	if pu == nil || pu.Dir != "in" || pu.Inner == nil || pu.Inner.Proto != "udp" || pu.Inner.DstPort != 9999 || pu.Inner.Src != p.AAddr {
+		t.Errorf("port unreachable: %+v", pu)
+	}
+	for i := 1; i < len(ca.Packets); i++ {
+		if ca.Packets[i].Time.Before(ca.Packets[i-1].Time) {
+			t.Error("packets not sorted by time")
+		}
+	}
+	// The pcapng file holds what the capture kept.
+	if len(ca.PcapFiles) != 1 || filepath.Base(ca.PcapFiles[0]) != "a.pcapng" {
+		t.Fatalf("pcap files %v", ca.PcapFiles)
+	}
+	f, err := os.Open(ca.PcapFiles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		if _, _, err := r.ReadPacketData(); err != nil {
+			break
+		}
+		n++
+	}
+	if n != len(ca.Packets) {
+		t.Errorf("pcapng has %d packets, capture %d", n, len(ca.Packets))
+	}
+}
+
+func TestCaptureFilterInKernel(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := nstest.NewPair(t)
+	m := NewManager()
+	st := start(t, p.B, m, obs.CaptureArgs{Hosts: []string{"203.0.113.77"}})
+	p.A.MustDo(t, func() error {
+		u, err := net.Dial("udp4", p.BAddr+":9")
+		if err != nil {
+			return err
+		}
+		defer u.Close()
+		for i := 0; i < 20; i++ {
+			_, _ = u.Write([]byte("x"))
+		}
+		return nil
+	})
+	c := stop(t, m, st.ID)
+	for _, pk := range c.Packets {
+		if pk.Proto != "icmp" {
+			t.Errorf("kept a packet of no listed host: %s", show(pk))
+		}
+	}
+}
+
+func TestCaptureMaxTime(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := nstest.NewPair(t)
+	m := NewManager()
+	st := start(t, p.B, m, obs.CaptureArgs{Hosts: []string{p.AAddr}, MaxTime: 100 * time.Millisecond})
+	time.Sleep(300 * time.Millisecond)
+	p.A.MustDo(t, func() error {
+		u, err := net.Dial("udp4", p.BAddr+":9")
+		if err != nil {
+			return err
+		}
+		defer u.Close()
+		_, err = u.Write([]byte("late"))
+		return err
+	})
+	c := stop(t, m, st.ID)
+	if len(c.Packets) != 0 {
+		t.Errorf("captured after MaxTime: %v", c.Packets)
+	}
+	if _, err := m.Stop(context.Background(), obs.CaptureStopArgs{ID: st.ID}); err == nil {
+		t.Error("second stop of the same id succeeded")
+	}
+}
+
+func TestCaptureFlood(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := nstest.NewPair(t)
+	m := NewManager()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	st := start(t, p.B, m, obs.CaptureArgs{Hosts: []string{p.AAddr}, MaxPackets: 1000})
+	const n = 50000
+	p.A.MustDo(t, func() error {
+		u, err := net.Dial("udp4", p.BAddr+":9")
+		if err != nil {
+			return err
+		}
+		defer u.Close()
+		msg := []byte(strings.Repeat("f", 64))
+		for i := 0; i < n; i++ {
+			_, _ = u.Write(msg) // ICMP errors come back as ECONNREFUSED: ignore
+		}
+		return nil
+	})
+	c := stop(t, m, st.ID)
+	runtime.ReadMemStats(&after)
+	growth := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("packets %d dropped %d truncated %v heap growth %d KiB (heap %d KiB)",
+		len(c.Packets), c.Dropped, c.Truncated, growth/1024, after.HeapAlloc/1024)
+	if len(c.Packets) > 1000 || c.Dropped == 0 || !c.Truncated {
+		t.Errorf("bounds not applied: %d packets, %d dropped, truncated %v", len(c.Packets), c.Dropped, c.Truncated)
+	}
+	if growth > 16<<20 {
+		t.Errorf("heap grew by %d MiB", growth>>20)
+	}
+}

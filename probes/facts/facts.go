@@ -1,0 +1,400 @@
+// Package facts takes the static picture of the host it runs on (links,
+// addresses, routes, neighbours, sysctls, counters, nftables, iptables,
+// conntrack, listeners, IPVS) in the process's own network namespace.
+//
+// Everything runs on the calling goroutine (netlink sockets, /proc/sys and
+// /proc/thread-self/net are those of the caller's thread), and every part
+// that fails leaves its field nil and says why in Errors.
+package facts
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/ti-mo/conntrack"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/lvsdoctor/lvsdoctor/probes/obs"
+	"github.com/lvsdoctor/lvsdoctor/probes/routeget"
+)
+
+// Where the kernel's files are; tests may point them elsewhere.
+var (
+	procNet = "/proc/thread-self/net"
+	procSys = "/proc/sys"
+)
+
+// CommandTimeout bounds each external command (iptables-save).
+const CommandTimeout = 2 * time.Second
+
+// ConfKeys are the per-interface IPv4 sysctls read for all, default and
+// every interface.
+var ConfKeys = []string{"rp_filter", "send_redirects", "accept_redirects", "forwarding", "arp_ignore", "arp_announce"}
+
+// Collect reads every part of obs.Facts.
+func Collect(ctx context.Context) obs.Facts {
+	f := obs.Facts{TakenAt: time.Now().UTC()}
+	fail := func(part string, err error) {
+		f.Errors = append(f.Errors, part+": "+err.Error())
+	}
+	if h, err := os.Hostname(); err == nil {
+		f.Hostname = h
+	}
+	names := map[int]string{}
+	if links, err := netlink.LinkList(); err != nil {
+		fail("links", err)
+	} else {
+		for _, l := range links {
+			names[l.Attrs().Index] = l.Attrs().Name
+		}
+		f.Links = linksOf(links, names)
+	}
+	if addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4); err != nil {
+		fail("addrs", err)
+	} else {
+		f.Addrs = []obs.Addr{}
+		for _, a := range addrs {
+			f.Addrs = append(f.Addrs, obs.Addr{Link: names[a.LinkIndex], Prefix: a.IPNet.String()})
+		}
+	}
+	if routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE); err != nil {
+		fail("routes", err)
+	} else {
+		f.Routes = routesOf(routes, names)
+	}
+	if neigh, err := netlink.NeighList(0, netlink.FAMILY_V4); err != nil {
+		fail("neigh", err)
+	} else {
+		f.Neigh = []obs.Neigh{}
+		for _, n := range neigh {
+			on := obs.Neigh{IP: n.IP.String(), Link: names[n.LinkIndex], State: NeighState(n.State)}
+			if len(n.HardwareAddr) > 0 {
+				on.MAC = n.HardwareAddr.String()
+			}
+			f.Neigh = append(f.Neigh, on)
+		}
+	}
+	if s, err := readSysctls(); err != nil {
+		fail("sysctls", err)
+		if len(s) > 0 {
+			f.Sysctls = s
+		}
+	} else {
+		f.Sysctls = s
+	}
+	if c, err := readCounters(); err != nil {
+		fail("counters", err)
+	} else {
+		f.Counters = c
+	}
+	if ctx.Err() == nil {
+		if nc, err := nftables.New(); err != nil {
+			fail("nftables", err)
+		} else {
+			chains, rules, err := readNft(nc)
+			if err != nil {
+				fail("nftables", err)
+			}
+			f.NftChains, f.NftRules = chains, rules
+			_ = nc.CloseLasting()
+		}
+	}
+	f.IptablesSave = iptablesSave(ctx, fail)
+	if ctx.Err() == nil {
+		if ct, err := readConntrack(); err != nil {
+			fail("conntrack", err)
+		} else {
+			f.Conntrack = ct
+		}
+	}
+	if l, err := readListeners(); err != nil {
+		fail("listeners", err)
+	} else {
+		f.Listeners = l
+	}
+	if t, err := readIPVS(); err != nil {
+		fail("ipvs", err)
+	} else {
+		f.IPVS = t
+	}
+	f.Datapath = Datapath(f)
+	if err := ctx.Err(); err != nil {
+		fail("collect", err)
+	}
+	return f
+}
+
+// Datapath is "ipvs" when IPVS has services, else "nft" when a rule
+// does DNAT, else "".
+func Datapath(f obs.Facts) string {
+	if f.IPVS != nil && len(f.IPVS.Services) > 0 {
+		return "ipvs"
+	}
+	for _, r := range f.NftRules {
+		if r.NAT == "dnat" {
+			return "nft"
+		}
+	}
+	return ""
+}
+
+func linksOf(links []netlink.Link, names map[int]string) []obs.Link {
+	out := []obs.Link{}
+	for _, l := range links {
+		a := l.Attrs()
+		ol := obs.Link{
+			Index:     a.Index,
+			Name:      a.Name,
+			Kind:      l.Type(),
+			Up:        a.Flags&net.FlagUp != 0,
+			Carrier:   a.RawFlags&unix.IFF_LOWER_UP != 0,
+			OperState: a.OperState.String(),
+			MTU:       a.MTU,
+			Master:    names[a.MasterIndex],
+		}
+		if a.EncapType == "loopback" {
+			ol.Kind = "loopback"
+		}
+		if len(a.HardwareAddr) > 0 {
+			ol.MAC = a.HardwareAddr.String()
+		}
+		if s := a.Statistics; s != nil {
+			ol.RxPackets, ol.TxPackets = s.RxPackets, s.TxPackets
+			ol.RxErrors, ol.TxErrors = s.RxErrors, s.TxErrors
+			ol.RxDropped, ol.TxDropped = s.RxDropped, s.TxDropped
+		}
+		out = append(out, ol)
+	}
+	return out
+}
+
+func routesOf(routes []netlink.Route, names map[int]string) []obs.Route {
+	out := []obs.Route{}
+	for _, r := range routes {
+		or := obs.Route{
+			Table:    r.Table,
+			Type:     routeget.TypeName(r.Type),
+			Dst:      "default",
+			Dev:      names[r.LinkIndex],
+			Protocol: r.Protocol.String(),
+			Scope:    r.Scope.String(),
+			Metric:   r.Priority,
+			Flags:    routeget.Flags(r.Flags),
+		}
+		if r.Dst != nil {
+			or.Dst = r.Dst.String()
+		}
+		if r.Gw != nil {
+			or.Gateway = r.Gw.String()
+		} else if len(r.MultiPath) > 0 && r.MultiPath[0].Gw != nil {
+			or.Gateway = r.MultiPath[0].Gw.String()
+			or.Dev = names[r.MultiPath[0].LinkIndex]
+		}
+		if r.Src != nil {
+			or.Src = r.Src.String()
+		}
+		out = append(out, or)
+	}
+	return out
+}
+
+// NeighState names NUD_* states the way ip-neigh does.
+func NeighState(s int) string {
+	if s == 0 {
+		return "NONE"
+	}
+	var out []string
+	for _, b := range []struct {
+		bit  int
+		name string
+	}{
+		{unix.NUD_INCOMPLETE, "INCOMPLETE"}, {unix.NUD_REACHABLE, "REACHABLE"}, {unix.NUD_STALE, "STALE"},
+		{unix.NUD_DELAY, "DELAY"}, {unix.NUD_PROBE, "PROBE"}, {unix.NUD_FAILED, "FAILED"},
+		{unix.NUD_NOARP, "NOARP"}, {unix.NUD_PERMANENT, "PERMANENT"},
+	} {
+		if s&b.bit != 0 {
+			out = append(out, b.name)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+func readSysctl(key string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(procSys, strings.ReplaceAll(key, ".", "/")))
+	return strings.TrimSpace(string(b)), err
+}
+
+func readSysctls() (map[string]string, error) {
+	out := map[string]string{}
+	var errs []error
+	get := func(key string) {
+		v, err := readSysctl(key)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		out[key] = v
+	}
+	get("net.ipv4.ip_forward")
+	ents, err := os.ReadDir(filepath.Join(procSys, "net/ipv4/conf"))
+	if err != nil {
+		return out, err
+	}
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".") {
+			continue // "eth0.10": a dotted name cannot be a dotted key
+		}
+		for _, k := range ConfKeys {
+			get("net.ipv4.conf." + e.Name() + "." + k)
+		}
+	}
+	vs := filepath.Join(procSys, "net/ipv4/vs")
+	if ents, err := os.ReadDir(vs); err == nil {
+		for _, e := range ents {
+			if e.IsDir() {
+				continue
+			}
+			if v, err := os.ReadFile(filepath.Join(vs, e.Name())); err == nil {
+				out["net.ipv4.vs."+e.Name()] = strings.TrimSpace(string(v))
+			} // write-only entries are skipped
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func readCounters() (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, name := range []string{"netstat", "snmp"} {
+		f, err := os.Open(filepath.Join(procNet, name))
+		if err != nil {
+			return nil, err
+		}
+		err = ParseCounters(f, out)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return out, nil
+}
+
+func readListeners() ([]obs.Listener, error) {
+	out := []obs.Listener{}
+	for _, p := range []struct{ file, proto, state string }{{"tcp", "tcp", "0A"}, {"udp", "udp", "07"}} {
+		f, err := os.Open(filepath.Join(procNet, p.file))
+		if err != nil {
+			return nil, err
+		}
+		l, err := ParseListeners(f, p.proto, p.state)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.file, err)
+		}
+		out = append(out, l...)
+	}
+	return out, nil
+}
+
+// readIPVS returns nil, nil when the kernel has no IPVS.
+func readIPVS() (*obs.IPVSTable, error) {
+	f, err := os.Open(filepath.Join(procNet, "ip_vs"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseIPVS(f)
+}
+
+func iptablesSave(ctx context.Context, fail func(string, error)) string {
+	var out []string
+	for _, cmd := range []string{"iptables-save", "iptables-legacy-save"} {
+		p, err := exec.LookPath(cmd)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, CommandTimeout)
+		var stdout, stderr bytes.Buffer
+		c := exec.CommandContext(cctx, p, "-c")
+		c.Stdout, c.Stderr = &stdout, &stderr
+		c.WaitDelay = 100 * time.Millisecond
+		err = c.Run()
+		cancel()
+		if err != nil {
+			fail(cmd, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String())))
+			continue
+		}
+		if s := stdout.String(); strings.TrimSpace(s) != "" {
+			out = append(out, "# "+cmd+" -c\n"+s)
+		}
+	}
+	return strings.Join(out, "")
+}
+
+var tcpStates = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+func readConntrack() ([]obs.CTEntry, error) {
+	c, err := conntrack.Dial(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	flows, err := c.Dump(nil)
+	if err != nil {
+		return nil, err
+	}
+	out := []obs.CTEntry{}
+	for _, fl := range flows {
+		if !fl.TupleOrig.IP.SourceAddress.Is4() {
+			continue
+		}
+		e := obs.CTEntry{
+			Proto:   protoName(fl.TupleOrig.Proto.Protocol),
+			OrigSrc: tupleAddr(fl.TupleOrig.IP.SourceAddress.String(), fl.TupleOrig.Proto.SourcePort, fl.TupleOrig.Proto.Protocol),
+			OrigDst: tupleAddr(fl.TupleOrig.IP.DestinationAddress.String(), fl.TupleOrig.Proto.DestinationPort, fl.TupleOrig.Proto.Protocol),
+			ReplSrc: tupleAddr(fl.TupleReply.IP.SourceAddress.String(), fl.TupleReply.Proto.SourcePort, fl.TupleReply.Proto.Protocol),
+			ReplDst: tupleAddr(fl.TupleReply.IP.DestinationAddress.String(), fl.TupleReply.Proto.DestinationPort, fl.TupleReply.Proto.Protocol),
+			Status:  ctStatus(fl.Status),
+		}
+		if fl.ProtoInfo.TCP != nil && int(fl.ProtoInfo.TCP.State) < len(tcpStates) {
+			e.State = tcpStates[fl.ProtoInfo.TCP.State]
+		}
+		out = append(out, e)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].OrigSrc < out[j].OrigSrc })
+	return out, nil
+}
+
+func tupleAddr(ip string, port uint16, proto uint8) string {
+	if proto == unix.IPPROTO_TCP || proto == unix.IPPROTO_UDP || proto == unix.IPPROTO_SCTP {
+		return net.JoinHostPort(ip, fmt.Sprint(port))
+	}
+	return ip
+}
+
+func ctStatus(s conntrack.Status) string {
+	names := strings.Split(s.String(), "|")
+	if s&conntrack.StatusSeenReply == 0 {
+		names = append([]string{"UNREPLIED"}, names...)
+	}
+	var out []string
+	for _, n := range names {
+		if n != "NONE" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, ",")
+}

@@ -1,0 +1,173 @@
+package facts
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/lvsdoctor/lvsdoctor/probes/obs"
+)
+
+// ParseCounters reads the header/value line pairs of /proc/net/netstat
+// and /proc/net/snmp ("TcpExt: A B" then "TcpExt: 1 2") into
+// "TcpExt.A" -> 1.
+func ParseCounters(r io.Reader, into map[string]int64) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var head []string
+	var prefix string
+	for sc.Scan() {
+		line := sc.Text()
+		p, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if head == nil || p != prefix {
+			head, prefix = fields, p
+			continue
+		}
+		if len(fields) != len(head) {
+			return fmt.Errorf("%s: %d names but %d values", p, len(head), len(fields))
+		}
+		for i, f := range fields {
+			v, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				if u, uerr := strconv.ParseUint(f, 10, 64); uerr == nil {
+					v = int64(u >> 1) // out of int64 range: keep the order of magnitude
+				} else {
+					continue
+				}
+			}
+			into[p+"."+head[i]] = v
+		}
+		head, prefix = nil, ""
+	}
+	return sc.Err()
+}
+
+// ParseListeners reads /proc/net/tcp or /proc/net/udp and returns the
+// sockets in state (0A: TCP LISTEN, 07: UDP unconnected).
+func ParseListeners(r io.Reader, proto, state string) ([]obs.Listener, error) {
+	sc := bufio.NewScanner(r)
+	var out []obs.Listener
+	first := true
+	for sc.Scan() {
+		if first {
+			first = false
+			continue
+		}
+		f := strings.Fields(sc.Text())
+		if len(f) < 10 || f[3] != state {
+			continue
+		}
+		addr, err := hexAddrPort(f[1])
+		if err != nil {
+			return out, err
+		}
+		ino, _ := strconv.ParseUint(f[9], 10, 64)
+		out = append(out, obs.Listener{Proto: proto, Addr: addr, Inode: ino})
+	}
+	return out, sc.Err()
+}
+
+// hexAddrPort decodes /proc/net/tcp's "0100007F:0050" (IPv4 in host
+// byte order, little endian here) into "127.0.0.1:80".
+func hexAddrPort(s string) (string, error) {
+	h, p, ok := strings.Cut(s, ":")
+	if !ok || len(h) != 8 {
+		return "", fmt.Errorf("bad address %q", s)
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return "", err
+	}
+	port, err := strconv.ParseUint(p, 16, 16)
+	if err != nil {
+		return "", err
+	}
+	v := binary.LittleEndian.Uint32(b)
+	ip := net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	return net.JoinHostPort(ip.String(), strconv.Itoa(int(port))), nil
+}
+
+// ParseIPVS reads /proc/net/ip_vs, whose addresses are big-endian hex:
+//
+//	TCP  CB007164:0050 rr persistent 360
+//	  -> C6120002:0050      Masq    1      0          0
+//	FWM  00000001 wlc
+func ParseIPVS(r io.Reader) (*obs.IPVSTable, error) {
+	t := &obs.IPVSTable{Services: []obs.IPVSService{}}
+	sc := bufio.NewScanner(r)
+	var cur *obs.IPVSService
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "TCP", "UDP", "SCTP", "FWM":
+			if len(f) < 3 {
+				return t, fmt.Errorf("ip_vs: short service line %q", line)
+			}
+			s := obs.IPVSService{Proto: strings.ToLower(f[0]), Scheduler: f[2], Dests: []obs.IPVSDest{}}
+			if f[0] == "FWM" {
+				s.Proto = "fwmark"
+				m, err := strconv.ParseUint(f[1], 16, 32)
+				if err != nil {
+					return t, fmt.Errorf("ip_vs: mark %q", f[1])
+				}
+				s.Mark = uint32(m)
+			} else {
+				a, err := hexAddrPortBE(f[1])
+				if err != nil {
+					return t, err
+				}
+				s.Addr = a
+			}
+			for _, x := range f[3:] {
+				if x == "persistent" {
+					s.Persistent = true
+				}
+			}
+			t.Services = append(t.Services, s)
+			cur = &t.Services[len(t.Services)-1]
+		case "->":
+			if cur == nil || len(f) < 6 || f[1] == "RemoteAddress:Port" {
+				continue
+			}
+			a, err := hexAddrPortBE(f[1])
+			if err != nil {
+				return t, err
+			}
+			d := obs.IPVSDest{Addr: a, Forward: strings.ToLower(f[2])}
+			d.Weight, _ = strconv.Atoi(f[3])
+			d.ActiveC, _ = strconv.Atoi(f[4])
+			d.InactiveC, _ = strconv.Atoi(f[5])
+			cur.Dests = append(cur.Dests, d)
+		}
+	}
+	return t, sc.Err()
+}
+
+func hexAddrPortBE(s string) (string, error) {
+	h, p, ok := strings.Cut(s, ":")
+	if !ok || len(h) != 8 {
+		return "", fmt.Errorf("ip_vs: bad address %q", s)
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return "", fmt.Errorf("ip_vs: bad address %q", s)
+	}
+	port, err := strconv.ParseUint(p, 16, 16)
+	if err != nil {
+		return "", fmt.Errorf("ip_vs: bad port %q", s)
+	}
+	return net.JoinHostPort(net.IP(b).String(), strconv.Itoa(int(port))), nil
+}

@@ -1,0 +1,82 @@
+package facts
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseCounters(t *testing.T) {
+	in := "TcpExt: SyncookiesSent IPReversePathFilter\nTcpExt: 0 7\nIpExt: InNoRoutes\nIpExt: 3\n" +
+		"Ip: Forwarding DefaultTTL ForwDatagrams\nIp: 1 64 12\nTcp: RtoAlgorithm MaxConn\nTcp: 1 -1\n"
+	m := map[string]int64{}
+	if err := ParseCounters(strings.NewReader(in), m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"TcpExt.IPReversePathFilter": 7, "IpExt.InNoRoutes": 3, "Ip.ForwDatagrams": 12, "Tcp.MaxConn": -1}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %d, want %d", k, m[k], v)
+		}
+	}
+	if err := ParseCounters(strings.NewReader("Ip: A B\nIp: 1\n"), m); err == nil {
+		t.Error("mismatched line accepted")
+	}
+}
+
+func TestParseListeners(t *testing.T) {
+	in := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0
+   1: 010012C6:9C40 020012C6:1F90 01 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000 100 0 0 10 0
+`
+	l, err := ParseListeners(strings.NewReader(in), "tcp", "0A")
+	if err != nil || len(l) != 1 || l[0].Addr != "127.0.0.1:80" || l[0].Inode != 12345 {
+		t.Fatalf("%+v %v", l, err)
+	}
+}
+
+func TestParseIPVS(t *testing.T) {
+	in := `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port Forward Weight ActiveConn InActConn
+TCP  CB007164:0050 rr
+  -> C6120003:0050      Masq    1      0          2
+  -> C6120002:0050      Masq    2      1          0
+UDP  CB007164:0035 sh persistent 360
+FWM  00000001 wlc
+  -> C6120002:0000      Route   1      0          0
+`
+	tb, err := ParseIPVS(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tb.Services) != 3 {
+		t.Fatalf("%+v", tb)
+	}
+	s := tb.Services[0]
+	if s.Proto != "tcp" || s.Addr != "203.0.113.100:80" || s.Scheduler != "rr" || len(s.Dests) != 2 ||
+		s.Dests[1].Addr != "198.18.0.2:80" || s.Dests[1].Forward != "masq" || s.Dests[1].Weight != 2 || s.Dests[1].ActiveC != 1 || s.Dests[0].InactiveC != 2 {
+		t.Errorf("tcp %+v", s)
+	}
+	if u := tb.Services[1]; u.Proto != "udp" || !u.Persistent || u.Addr != "203.0.113.100:53" {
+		t.Errorf("udp %+v", u)
+	}
+	if f := tb.Services[2]; f.Proto != "fwmark" || f.Mark != 1 || f.Dests[0].Forward != "route" {
+		t.Errorf("fwm %+v", f)
+	}
+}
+
+func FuzzParseIPVS(f *testing.F) {
+	f.Add("TCP  CB007164:0050 rr\n  -> C6120003:0050      Masq    1      0          2\n")
+	f.Fuzz(func(t *testing.T, s string) { _, _ = ParseIPVS(strings.NewReader(s)) })
+}
+
+func FuzzParseCounters(f *testing.F) {
+	f.Add("Ip: A B\nIp: 1 2\n")
+	f.Fuzz(func(t *testing.T, s string) { _ = ParseCounters(strings.NewReader(s), map[string]int64{}) })
+}
+
+func TestNeighState(t *testing.T) {
+	if NeighState(0x02) != "REACHABLE" || NeighState(0x80) != "PERMANENT" || NeighState(0) != "NONE" {
+		t.Fatal(NeighState(2))
+	}
+}

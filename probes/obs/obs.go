@@ -1,0 +1,314 @@
+// Package obs holds what probes see on a host, as plain JSON-serialisable
+// data. It is the vocabulary shared by the agent (which measures), the
+// checklist engine (which asks) and the classifier (which judges): nothing
+// here knows how a value was measured or what it means for a diagnosis.
+//
+// A zero value must never be mistaken for a measurement: slices that were
+// not read stay nil and the reason goes to Errors, so "no rule" and "rules
+// not readable" stay apart.
+package obs
+
+import "time"
+
+// Facts is the static picture of one host at one moment.
+type Facts struct {
+	Hostname string            `json:"hostname,omitempty"`
+	Links    []Link            `json:"links"`
+	Addrs    []Addr            `json:"addrs"`
+	Routes   []Route           `json:"routes"`
+	Neigh    []Neigh           `json:"neigh"`
+	Sysctls  map[string]string `json:"sysctls"` // "net.ipv4.conf.eth0.rp_filter" -> "1"
+	// Counters from /proc/net/netstat and /proc/net/snmp, keyed
+	// "TcpExt.IPReversePathFilter", "Ip.ForwDatagrams", "Icmp.OutRedirects".
+	Counters  map[string]int64 `json:"counters"`
+	NftChains []NftChain       `json:"nft_chains"`
+	NftRules  []NftRule        `json:"nft_rules"`
+	// IptablesSave is `iptables-save -c` (and the legacy variant) where the
+	// command exists on the host; empty when it does not.
+	IptablesSave string      `json:"iptables_save,omitempty"`
+	Conntrack    []CTEntry   `json:"conntrack"`
+	Listeners    []Listener  `json:"listeners"`
+	IPVS         *IPVSTable  `json:"ipvs,omitempty"` // nil: no IPVS in this kernel
+	Errors       []string    `json:"errors,omitempty"`
+	TakenAt      time.Time   `json:"taken_at"`
+	Datapath     string      `json:"datapath,omitempty"` // "ipvs", "nft", "" when not a director
+	Extra        interface{} `json:"extra,omitempty"`
+}
+
+type Link struct {
+	Index     int    `json:"index"`
+	Name      string `json:"name"`
+	Kind      string `json:"kind,omitempty"` // veth, bridge, loopback, dummy...
+	Up        bool   `json:"up"`             // administratively up (IFF_UP)
+	Carrier   bool   `json:"carrier"`        // lower layer up
+	OperState string `json:"operstate"`
+	MTU       int    `json:"mtu"`
+	MAC       string `json:"mac,omitempty"`
+	Master    string `json:"master,omitempty"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
+	RxErrors  uint64 `json:"rx_errors"`
+	TxErrors  uint64 `json:"tx_errors"`
+	RxDropped uint64 `json:"rx_dropped"`
+	TxDropped uint64 `json:"tx_dropped"`
+}
+
+type Addr struct {
+	Link   string `json:"link"`
+	Prefix string `json:"prefix"` // 198.18.0.2/24
+}
+
+type Route struct {
+	Table    int    `json:"table"`
+	Type     string `json:"type"`           // unicast, local, broadcast, blackhole, unreachable...
+	Dst      string `json:"dst"`            // "default" or a prefix
+	Gateway  string `json:"gateway,omitempty"`
+	Dev      string `json:"dev,omitempty"`
+	Src      string `json:"src,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+	Scope    string `json:"scope,omitempty"`
+	Metric   int    `json:"metric,omitempty"`
+	Flags    string `json:"flags,omitempty"` // e.g. "redirected" for a cached redirect
+}
+
+type Neigh struct {
+	IP    string `json:"ip"`
+	Link  string `json:"link"`
+	MAC   string `json:"mac,omitempty"`
+	State string `json:"state"` // REACHABLE, STALE, FAILED, PERMANENT, INCOMPLETE...
+}
+
+type NftChain struct {
+	Family   string `json:"family"`
+	Table    string `json:"table"`
+	Name     string `json:"name"`
+	Type     string `json:"type,omitempty"` // filter, nat, route
+	Hook     string `json:"hook,omitempty"` // prerouting, input, forward, output, postrouting
+	Priority int    `json:"priority"`
+	Policy   string `json:"policy,omitempty"` // accept, drop
+}
+
+// NftRule is one rule in a form the classifier can reason about without an
+// nft parser: the matches it could decode, its verdict or NAT action, and
+// its counter.
+type NftRule struct {
+	Family  string `json:"family"`
+	Table   string `json:"table"`
+	Chain   string `json:"chain"`
+	Handle  uint64 `json:"handle"`
+	Comment string `json:"comment,omitempty"`
+	Text    string `json:"text"` // nft-like rendering, for humans
+	// Matches decoded from payload/meta comparisons; empty when the rule
+	// has none or they could not be decoded (Opaque then says so).
+	SAddr   string `json:"saddr,omitempty"` // prefix or address
+	DAddr   string `json:"daddr,omitempty"`
+	Proto   string `json:"proto,omitempty"` // tcp, udp, icmp
+	SPort   int    `json:"sport,omitempty"`
+	DPort   int    `json:"dport,omitempty"`
+	IIfName string `json:"iifname,omitempty"`
+	OIfName string `json:"oifname,omitempty"`
+	CtState string `json:"ct_state,omitempty"` // "invalid", "established,related"...
+	// Verdict is accept, drop, reject, jump, goto, return, or "" (no verdict).
+	Verdict string `json:"verdict,omitempty"`
+	// NAT is dnat, snat, masquerade or "" ; NATTo lists the targets
+	// (addresses, or the map values of a numgen/jhash map).
+	NAT    string   `json:"nat,omitempty"`
+	NATTo  []string `json:"nat_to,omitempty"`
+	Mark   *uint32  `json:"mark,omitempty"` // meta mark set
+	Opaque bool     `json:"opaque,omitempty"`
+	// Packets/Bytes are nil when the rule has no counter.
+	Packets *uint64 `json:"packets,omitempty"`
+	Bytes   *uint64 `json:"bytes,omitempty"`
+}
+
+type CTEntry struct {
+	Proto   string `json:"proto"`
+	OrigSrc string `json:"orig_src"` // ip:port
+	OrigDst string `json:"orig_dst"`
+	ReplSrc string `json:"repl_src"`
+	ReplDst string `json:"repl_dst"`
+	State   string `json:"state,omitempty"`  // TCP state: SYN_SENT, SYN_RECV, ESTABLISHED...
+	Status  string `json:"status,omitempty"` // e.g. "SEEN_REPLY,ASSURED" or "UNREPLIED"
+}
+
+type Listener struct {
+	Proto string `json:"proto"` // tcp, udp
+	Addr  string `json:"addr"`  // ip:port, 0.0.0.0:80
+	Inode uint64 `json:"inode,omitempty"`
+}
+
+// IPVSTable is the director's virtual service table as IPVS reports it.
+type IPVSTable struct {
+	Services []IPVSService `json:"services"`
+}
+
+type IPVSService struct {
+	Proto      string     `json:"proto"` // tcp, udp, fwmark
+	Addr       string     `json:"addr,omitempty"`
+	Mark       uint32     `json:"mark,omitempty"`
+	Scheduler  string     `json:"scheduler"`
+	Persistent bool       `json:"persistent"`
+	Dests      []IPVSDest `json:"dests"`
+}
+
+type IPVSDest struct {
+	Addr      string `json:"addr"`
+	Forward   string `json:"forward"` // masq, route, tunnel
+	Weight    int    `json:"weight"`
+	ActiveC   int    `json:"active"`
+	InactiveC int    `json:"inactive"`
+}
+
+// PingArgs asks for `ping -n -c Count -I Src Dst`.
+type PingArgs struct {
+	Src     string        `json:"src,omitempty"`
+	Dst     string        `json:"dst"`
+	Count   int           `json:"count"`
+	Timeout time.Duration `json:"timeout"` // whole probe
+}
+
+type Ping struct {
+	Src      string          `json:"src,omitempty"`
+	Dst      string          `json:"dst"`
+	Sent     int             `json:"sent"`
+	Received int             `json:"received"`
+	RTTs     []time.Duration `json:"rtts,omitempty"`
+	Error    string          `json:"error,omitempty"`
+}
+
+// TraceArgs asks for `traceroute -n -s Src Dst` with at most MaxHops hops.
+type TraceArgs struct {
+	Src     string        `json:"src,omitempty"`
+	Dst     string        `json:"dst"`
+	MaxHops int           `json:"max_hops"`
+	Timeout time.Duration `json:"timeout"` // per probe; hops run at once
+}
+
+type Trace struct {
+	Src     string `json:"src,omitempty"`
+	Dst     string `json:"dst"`
+	Hops    []Hop  `json:"hops"` // index i is TTL i+1
+	Reached bool   `json:"reached"`
+	Error   string `json:"error,omitempty"`
+}
+
+type Hop struct {
+	TTL  int           `json:"ttl"`
+	Addr string        `json:"addr,omitempty"` // empty: no answer
+	RTT  time.Duration `json:"rtt,omitempty"`
+	// ICMP type and code of the answer: 11/0 time exceeded, 3/3 port
+	// unreachable (reached), 3/1 host unreachable...
+	Type int `json:"type,omitempty"`
+	Code int `json:"code,omitempty"`
+}
+
+// RouteGetArgs asks for `ip route get Dst [from Src]`.
+type RouteGetArgs struct {
+	Dst string `json:"dst"`
+	Src string `json:"src,omitempty"`
+	// Iif asks the question the way the kernel asks it for a packet that
+	// arrives on that interface (`ip route get Dst from Src iif Iif`).
+	Iif string `json:"iif,omitempty"`
+}
+
+type RouteGet struct {
+	Dst     string `json:"dst"`
+	Src     string `json:"src,omitempty"`
+	Iif     string `json:"iif,omitempty"`
+	Type    string `json:"type,omitempty"` // unicast, local...
+	Gateway string `json:"gateway,omitempty"`
+	Dev     string `json:"dev,omitempty"`
+	PrefSrc string `json:"prefsrc,omitempty"`
+	Flags   string `json:"flags,omitempty"` // "redirected" where the kernel reports RTCF_REDIRECTED
+	Error   string `json:"error,omitempty"` // e.g. "network is unreachable"
+}
+
+// CaptureArgs starts a capture on every interface of a host at once
+// (loopback excepted) that keeps only packets to or from Hosts, any ICMP,
+// and, with ARP, ARP.
+type CaptureArgs struct {
+	Hosts      []string      `json:"hosts"`
+	ARP        bool          `json:"arp"`
+	MaxPackets int           `json:"max_packets"` // per interface
+	MaxTime    time.Duration `json:"max_time"`    // hard stop if nobody stops it
+	PcapDir    string        `json:"pcap_dir,omitempty"`
+	Label      string        `json:"label,omitempty"` // file name prefix for pcapng
+}
+
+type CaptureStarted struct {
+	ID         string   `json:"id"`
+	Interfaces []string `json:"interfaces"`
+}
+
+type CaptureStopArgs struct {
+	ID string `json:"id"`
+}
+
+type Capture struct {
+	Interfaces []string `json:"interfaces"`
+	Packets    []Packet `json:"packets"`
+	Dropped    int      `json:"dropped"` // packets past MaxPackets or lost by the ring
+	Truncated  bool     `json:"truncated,omitempty"`
+	PcapFiles  []string `json:"pcap_files,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// Packet is one decoded frame. Dir is "in" or "out" as the kernel saw it
+// on that interface (PACKET_OUTGOING).
+type Packet struct {
+	Time    time.Time `json:"time"`
+	Iface   string    `json:"iface"`
+	Dir     string    `json:"dir"`
+	SrcMAC  string    `json:"src_mac,omitempty"`
+	DstMAC  string    `json:"dst_mac,omitempty"`
+	Proto   string    `json:"proto"` // tcp, udp, icmp, arp, other
+	Src     string    `json:"src"`   // address
+	Dst     string    `json:"dst"`
+	SrcPort int       `json:"sport,omitempty"`
+	DstPort int       `json:"dport,omitempty"`
+	IPID    uint16    `json:"ipid,omitempty"`
+	TTL     uint8     `json:"ttl,omitempty"`
+	Flags   string    `json:"flags,omitempty"` // tcpdump style: S, S., ., P., F., R, R.
+	Seq     uint32    `json:"seq,omitempty"`
+	Len     int       `json:"len"` // payload length
+	// ICMP: type/code and, for errors and redirects, the quoted header.
+	ICMPType int     `json:"icmp_type,omitempty"`
+	ICMPCode int     `json:"icmp_code,omitempty"`
+	Gateway  string  `json:"gateway,omitempty"` // redirect target
+	Inner    *Packet `json:"inner,omitempty"`
+	// ARP: Op is "request" or "reply"; Src/Dst are the sender/target IPs.
+	ARPOp string `json:"arp_op,omitempty"`
+	// Payload is the first bytes of the transport payload, kept only where
+	// it is text a diagnosis reads (FTP 227 replies).
+	Payload string `json:"payload,omitempty"`
+}
+
+// ConnectArgs opens Count test connections from the client to Dst, all at
+// once, each from its own source port.
+type ConnectArgs struct {
+	Proto   string        `json:"proto"` // tcp, udp
+	Src     string        `json:"src,omitempty"`
+	Dst     string        `json:"dst"` // VIP:VPORT
+	Count   int           `json:"count"`
+	Timeout time.Duration `json:"timeout"`
+	// Payload is sent after the connection is up (TCP) or as the datagram
+	// (UDP); empty sends an HTTP/1.0 GET for TCP and "lvsdoctor" for UDP.
+	Payload string `json:"payload,omitempty"`
+	// Gap spaces the connections' starts, so that a round-robin scheduler
+	// sees them in order (0: all at once).
+	Gap time.Duration `json:"gap,omitempty"`
+}
+
+type Conn struct {
+	Proto    string        `json:"proto"`
+	Local    string        `json:"local"` // CIP:CPORT
+	Remote   string        `json:"remote"`
+	Result   string        `json:"result"` // ok, refused, reset, timeout, unreachable, error
+	Error    string        `json:"error,omitempty"`
+	Took     time.Duration `json:"took"`
+	Response string        `json:"response,omitempty"` // first line of the answer
+}
+
+type Connect struct {
+	Conns []Conn `json:"conns"`
+}

@@ -154,6 +154,7 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 	}
 
 	if len(captures) > 0 {
+		opt.Progress("stopping captures")
 		reach(func(h *classify.Host, c *transport.Conn) {
 			id, ok := captures[h.Label]
 			if !ok {
@@ -173,6 +174,7 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		}
 	})
 
+	opt.Progress("classifying")
 	out := classify.Run(in)
 	r := &result.Result{
 		Schema: result.Schema, Version: opt.Version, Started: start,

@@ -32,6 +32,7 @@ type checkFlags struct {
 	quiet          bool
 	noColor        bool
 	observations   string
+	verbose        bool
 }
 
 func newCheckCmd() *cobra.Command {
@@ -56,8 +57,14 @@ not run, and no error finding).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, f) },
 	}
+	c.Flags().StringVarP(&f.file, "file", "f", "", "topology file (YAML, see DESIGN.md)")
+	f.register(c)
+	return c
+}
+
+// register adds the flags that shape a check and its output.
+func (f *checkFlags) register(c *cobra.Command) {
 	fl := c.Flags()
-	fl.StringVarP(&f.file, "file", "f", "", "topology file (YAML, see DESIGN.md)")
 	fl.StringVar(&f.format, "format", "text", "output on stdout: text, json, markdown")
 	fl.StringArrayVar(&f.outs, "out", nil, "also write the result to FILE, format from the extension (.json, .md, .txt); repeatable")
 	fl.DurationVar(&f.timeout, "timeout", time.Second, "how long a probe waits for an answer that may never come")
@@ -66,9 +73,9 @@ not run, and no error finding).`,
 	fl.StringVar(&f.pcapDir, "pcap", "", "keep every host's capture as pcapng in this directory (on that host)")
 	fl.BoolVar(&f.strict, "strict", false, "warnings count as faults (exit 1)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress, and on stdout only the verdict line (text format)")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "progress on stderr as timestamped lines, even when it is not a terminal")
 	fl.BoolVar(&f.noColor, "no-color", false, "no colour (also when NO_COLOR is set)")
 	fl.StringVar(&f.observations, "observations", "", "also write everything the probes saw (the classifier's input, JSON) to FILE: a fixture to replay, or to attach to a bug report")
-	return c
 }
 
 func init() { rootCmd.AddCommand(newCheckCmd()) }
@@ -77,6 +84,17 @@ func runCheck(cmd *cobra.Command, f checkFlags) error {
 	if f.file == "" {
 		return usageErr("check needs a topology: -f FILE (lvsdoctor lab up writes one)")
 	}
+	if err := f.validate(); err != nil {
+		return err
+	}
+	top, err := topology.Load(f.file)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	return checkTopology(cmd, f, top)
+}
+
+func (f checkFlags) validate() error {
 	if !validFormat(f.format) {
 		return usageErr("--format %q: valid are %s", f.format, strings.Join(report.Formats, ", "))
 	}
@@ -88,24 +106,29 @@ func runCheck(cmd *cobra.Command, f checkFlags) error {
 	if f.timeout < 100*time.Millisecond || f.timeout > time.Minute {
 		return usageErr("--timeout %s: valid are 100ms to 1m", f.timeout)
 	}
-	top, err := topology.Load(f.file)
-	if err != nil {
-		return &exitError{code: exitUsage, err: err}
-	}
+	return nil
+}
+
+// checkTopology runs the check on a parsed topology and writes the result.
+func checkTopology(cmd *cobra.Command, f checkFlags, top *topology.Topology) error {
 	if err := needPrivileges(top); err != nil {
 		return &exitError{code: exitInconclusive, err: err}
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	progress := func(string) {}
-	if !f.quiet && isTerminal(os.Stderr) {
+	t0 := time.Now()
+	switch {
+	case f.verbose:
+		progress = func(s string) { fmt.Fprintf(os.Stderr, "%6.3fs %s\n", time.Since(t0).Seconds(), s) }
+	case !f.quiet && isTerminal(os.Stderr):
 		progress = func(s string) { fmt.Fprintf(os.Stderr, "\x1b[2K\r· %s", s) }
 	}
 	r, in := checks.Run(ctx, top, checks.Options{
 		Timeout: f.timeout, MaxConnections: f.maxConnections, Static: f.static,
 		PcapDir: f.pcapDir, Strict: f.strict, Progress: progress, Version: version,
 	})
-	if !f.quiet && isTerminal(os.Stderr) {
+	if !f.quiet && !f.verbose && isTerminal(os.Stderr) {
 		fmt.Fprint(os.Stderr, "\x1b[2K\r")
 	}
 	if ctx.Err() != nil {

@@ -211,8 +211,9 @@ func one(ctx context.Context, c *obs.Conn, f *os.File, proto string, dst *unix.S
 		return
 	}
 	var cerr error
+	sa := *dst // unix.Connect writes into its sockaddr: one copy per goroutine
 	_ = rc.Control(func(fd uintptr) {
-		cerr = unix.Connect(int(fd), dst)
+		cerr = unix.Connect(int(fd), &sa)
 		if l := localAddr(int(fd)); l != "" && !strings.HasPrefix(l, "0.0.0.0:") {
 			c.Local = l // the source address the route chose
 		}

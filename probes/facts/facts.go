@@ -110,7 +110,8 @@ func Collect(ctx context.Context) obs.Facts {
 			_ = nc.CloseLasting()
 		}
 	}
-	f.IptablesSave = iptablesSave(ctx, fail)
+	nftIpt, legacyIpt := iptablesInUse(f.NftRules)
+	f.IptablesSave = iptablesSave(ctx, nftIpt, legacyIpt, fail)
 	if ctx.Err() == nil {
 		if ct, err := readConntrack(); err != nil {
 			fail("conntrack", err)
@@ -319,9 +320,36 @@ func readIPVS() (*obs.IPVSTable, error) {
 	return ParseIPVS(f)
 }
 
-func iptablesSave(ctx context.Context, fail func(string, error)) string {
+// iptablesInUse says which iptables backends hold rules in this namespace:
+// iptables-nft rules show up in nftables as xt expressions, and legacy
+// tables are listed in ip_tables_names. Running iptables-save only where
+// rules exist keeps two process starts off every check.
+func iptablesInUse(rules []obs.NftRule) (nft, legacy bool) {
+	for _, r := range rules {
+		if r.Opaque {
+			nft = true
+			break
+		}
+	}
+	b, err := os.ReadFile("/proc/thread-self/net/ip_tables_names")
+	legacy = err == nil && strings.TrimSpace(string(b)) != ""
+	return nft, legacy
+}
+
+func iptablesSave(ctx context.Context, nft, legacy bool, fail func(string, error)) string {
+	var cmds []string
+	if nft {
+		cmds = append(cmds, "iptables-nft-save", "iptables-save")
+	}
+	if legacy {
+		cmds = append(cmds, "iptables-legacy-save")
+	}
 	var out []string
-	for _, cmd := range []string{"iptables-save", "iptables-legacy-save"} {
+	ran := false
+	for _, cmd := range cmds {
+		if cmd == "iptables-save" && ran {
+			continue // iptables-nft-save already answered for the nft backend
+		}
 		p, err := exec.LookPath(cmd)
 		if err != nil {
 			continue
@@ -337,6 +365,7 @@ func iptablesSave(ctx context.Context, fail func(string, error)) string {
 			fail(cmd, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String())))
 			continue
 		}
+		ran = ran || cmd == "iptables-nft-save"
 		if s := stdout.String(); strings.TrimSpace(s) != "" {
 			out = append(out, "# "+cmd+" -c\n"+s)
 		}

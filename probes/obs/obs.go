@@ -60,8 +60,8 @@ type Addr struct {
 
 type Route struct {
 	Table    int    `json:"table"`
-	Type     string `json:"type"`           // unicast, local, broadcast, blackhole, unreachable...
-	Dst      string `json:"dst"`            // "default" or a prefix
+	Type     string `json:"type"` // unicast, local, broadcast, blackhole, unreachable...
+	Dst      string `json:"dst"`  // "default" or a prefix
 	Gateway  string `json:"gateway,omitempty"`
 	Dev      string `json:"dev,omitempty"`
 	Src      string `json:"src,omitempty"`

@@ -24,6 +24,9 @@ const (
 	DefaultTimeout = time.Second
 	BasePort       = 33434
 	maxMaxHops     = 64
+	// SettleMin is the least time waited for further answers after the
+	// latest one, once the first hop has answered.
+	SettleMin = 150 * time.Millisecond
 )
 
 // Run traces the path to a.Dst. It waits at most a.Timeout once for all
@@ -116,6 +119,17 @@ func Run(ctx context.Context, a obs.TraceArgs) obs.Trace {
 		h.Type, h.Code = typ, code
 		if typ == 3 && (end == 0 || ttl < end) {
 			end = ttl
+		}
+		// Once the first hop has answered, wait only a while for the rest:
+		// the kernel rate-limits ICMP errors per peer (burst 6), so behind
+		// a masquerading director the final hop's answers of several
+		// traceroutes are often never sent, and waiting the whole timeout
+		// for them would cost every healthy check a second.
+		if hops[0].Addr != "" {
+			settle := max(SettleMin, 2*h.RTT)
+			if d := now.Add(settle); d.Before(deadline) {
+				_ = ic.SetReadDeadline(d)
+			}
 		}
 	}
 	if end > 0 {

@@ -71,38 +71,42 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		}
 	}
 
-	// Reach every host at once; one that cannot be reached is marked and
-	// the others are still checked.
-	opt.Progress(fmt.Sprintf("reaching %d hosts", len(in.Hosts)))
+	// Every host runs its own pipeline, with barriers only where the test
+	// needs them: all captures must run before the first test packet, and
+	// the test must be over before any capture stops.
 	var mu sync.Mutex
-	each(in, func(h *classify.Host) {
+	dial := func(h *classify.Host) *transport.Conn {
+		mu.Lock()
+		c, done := conns[h.Label]
+		mu.Unlock()
+		if done {
+			return c
+		}
 		c, err := transport.Dial(ctx, h.Spec)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
 			h.Error = err.Error()
-			return
+			conns[h.Label] = nil
+			return nil
 		}
 		if len(c.Hello.Missing) > 0 {
 			h.Error = fmt.Sprintf("the agent lacks %v: run lvsdoctor as root", c.Hello.Missing)
 		}
 		conns[h.Label] = c
-	})
+		return c
+	}
 	defer func() {
 		var wg sync.WaitGroup
 		for _, c := range conns {
+			if c == nil {
+				continue
+			}
 			wg.Add(1)
 			go func() { defer wg.Done(); c.Close() }()
 		}
 		wg.Wait()
 	}()
-	reach := func(fn func(h *classify.Host, c *transport.Conn)) {
-		each(in, func(h *classify.Host) {
-			if c := conns[h.Label]; c != nil && h.Error == "" {
-				fn(h, c)
-			}
-		})
-	}
 	call := func(h *classify.Host, c *transport.Conn, op string, args, out any) bool {
 		if err := c.Call(ctx, op, args, out); err != nil {
 			mu.Lock()
@@ -114,62 +118,84 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		}
 		return true
 	}
-
-	opt.Progress("reading the static picture (addresses, routes, sysctls, rules, sockets)")
-	reach(func(h *classify.Host, c *transport.Conn) {
-		var f obs.Facts
-		if call(h, c, agent.OpFacts, struct{}{}, &f) {
-			h.Before = &f
+	usable := func(h *classify.Host) *transport.Conn {
+		mu.Lock()
+		defer mu.Unlock()
+		if h.Error != "" {
+			return nil
 		}
-	})
-	cip := clientAddress(ctx, top, in, conns)
-	if cip.IsValid() && top.Client.Address == "" {
-		in.Hosts[top.Client.Label()].Address = cip.String()
-		top.Client.Address = cip.String()
+		return conns[h.Label]
 	}
 
-	// Captures run around all the test traffic, so Q.1's pings and Q.2's
-	// traceroutes are on the wire record too.
-	captures := map[string]string{}
-	if !opt.Static && cip.IsValid() {
-		opt.Progress("starting captures on every interface of every host")
-		watch := []string{cip.String()}
+	cip := top.ClientAddr()
+	if !cip.IsValid() {
+		// A client without an address in the file: ask it which source
+		// it uses toward the VIP (it may sit behind NAT).
+		if cl := in.Hosts[top.Client.Label()]; dial(cl) != nil {
+			cip = clientAddress(ctx, top, usable(cl))
+		}
+		if cip.IsValid() {
+			in.Hosts[top.Client.Label()].Address = cip.String()
+			top.Client.Address = cip.String()
+		}
+	}
+	capture := !opt.Static && cip.IsValid()
+	var watch []string
+	if capture {
+		// Captures run around all the test traffic, so Q.1's pings and
+		// Q.2's traceroutes are on the wire record too.
+		watch = []string{cip.String()}
 		for _, s := range top.Services {
 			watch = append(watch, s.VIPPort().Addr().String())
 		}
-		reach(func(h *classify.Host, c *transport.Conn) {
-			var st obs.CaptureStarted
-			args := obs.CaptureArgs{Hosts: watch, ARP: true, MaxPackets: 4000, MaxTime: 30 * time.Second, PcapDir: opt.PcapDir, Label: h.Label}
-			if call(h, c, agent.OpCaptureStart, args, &st) {
-				mu.Lock()
-				captures[h.Label] = st.ID
-				mu.Unlock()
-			}
-		})
 	}
+	captures := map[string]string{}
+	opt.Progress(fmt.Sprintf("reaching %d hosts, reading their static picture, starting captures", len(in.Hosts)))
+	each(in, func(h *classify.Host) {
+		c := dial(h)
+		if c == nil || usable(h) == nil {
+			return
+		}
+		var f obs.Facts
+		args := obs.FactsArgs{SkipConntrack: h.Role != classify.RoleDirector, SkipListeners: h.Role == classify.RoleClient}
+		if !call(h, c, agent.OpFacts, args, &f) {
+			return
+		}
+		h.Before = &f
+		if !capture {
+			return
+		}
+		var st obs.CaptureStarted
+		cargs := obs.CaptureArgs{Hosts: watch, ARP: true, MaxPackets: 4000, MaxTime: 30 * time.Second, PcapDir: opt.PcapDir, Label: h.Label}
+		if call(h, c, agent.OpCaptureStart, cargs, &st) {
+			mu.Lock()
+			captures[h.Label] = st.ID
+			mu.Unlock()
+		}
+	})
 
 	if cip.IsValid() {
 		opt.Progress("Q.1-Q.4: pings, traceroutes and route lookups on the real servers; test connections from the client")
 		runProbes(ctx, top, in, conns, cip, opt, call, &mu)
 	}
 
-	if len(captures) > 0 {
-		opt.Progress("stopping captures")
-		reach(func(h *classify.Host, c *transport.Conn) {
-			id, ok := captures[h.Label]
-			if !ok {
-				return
+	opt.Progress("stopping captures, reading counters after the test")
+	each(in, func(h *classify.Host) {
+		c := usable(h)
+		if c == nil {
+			return
+		}
+		if id, ok := captures[h.Label]; ok {
+			var cp obs.Capture
+			if call(h, c, agent.OpCaptureStop, obs.CaptureStopArgs{ID: id}, &cp) {
+				h.Capture = &cp
 			}
-			var cap obs.Capture
-			if call(h, c, agent.OpCaptureStop, obs.CaptureStopArgs{ID: id}, &cap) {
-				h.Capture = &cap
-			}
-		})
-	}
-	opt.Progress("reading counters after the test")
-	reach(func(h *classify.Host, c *transport.Conn) {
+		}
+		// After the test only what moves: counters, rules with their
+		// counters, neighbours, links, and the director's conntrack.
 		var f obs.Facts
-		if call(h, c, agent.OpFacts, struct{}{}, &f) {
+		args := obs.FactsArgs{SkipConntrack: h.Role != classify.RoleDirector, SkipListeners: true, SkipStatic: true}
+		if call(h, c, agent.OpFacts, args, &f) {
 			h.After = &f
 		}
 	})
@@ -215,13 +241,8 @@ func each(in *classify.Input, fn func(h *classify.Host)) {
 	wg.Wait()
 }
 
-// clientAddress is the CIP: from the topology, else the source the client
-// would use toward the first VIP.
-func clientAddress(ctx context.Context, top *topology.Topology, in *classify.Input, conns map[string]*transport.Conn) netip.Addr {
-	if a := top.ClientAddr(); a.IsValid() {
-		return a
-	}
-	c := conns[top.Client.Label()]
+// clientAddress is the source the client uses toward the first VIP.
+func clientAddress(ctx context.Context, top *topology.Topology, c *transport.Conn) netip.Addr {
 	if c == nil || len(top.Services) == 0 {
 		return netip.Addr{}
 	}

@@ -57,13 +57,59 @@ type ServiceRun struct {
 // Reached says the host answered; its facts exist.
 func (h *Host) Reached() bool { return h != nil && h.Error == "" && h.Before != nil }
 
-// Facts is the latest static picture of the host.
+// Facts is the latest picture of the host: what was read after the test,
+// and for the parts not read again (addresses, routes, sysctls, sockets)
+// what was read before it.
 func (h *Host) Facts() *obs.Facts {
 	if h == nil {
 		return nil
 	}
-	if h.After != nil {
-		return h.After
+	if h.After == nil || h.Before == nil {
+		if h.After != nil {
+			return h.After
+		}
+		return h.Before
 	}
-	return h.Before
+	f := *h.After
+	b := h.Before
+	if f.Links == nil {
+		f.Links = b.Links
+	}
+	if f.Addrs == nil {
+		f.Addrs = b.Addrs
+	}
+	if f.Routes == nil {
+		f.Routes = b.Routes
+	}
+	if f.Neigh == nil {
+		f.Neigh = b.Neigh
+	}
+	if f.Sysctls == nil {
+		f.Sysctls = b.Sysctls
+	}
+	if f.Counters == nil {
+		f.Counters = b.Counters
+	}
+	if f.NftChains == nil {
+		f.NftChains = b.NftChains
+	}
+	if f.NftRules == nil {
+		f.NftRules = b.NftRules
+	}
+	if f.IptablesSave == "" {
+		f.IptablesSave = b.IptablesSave
+	}
+	if f.Conntrack == nil {
+		f.Conntrack = b.Conntrack
+	}
+	if f.Listeners == nil {
+		f.Listeners = b.Listeners
+	}
+	if f.IPVS == nil {
+		f.IPVS = b.IPVS
+	}
+	if f.Datapath == "" {
+		f.Datapath = b.Datapath
+	}
+	return &f
 }

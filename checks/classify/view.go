@@ -305,9 +305,6 @@ func flowPackets(h *Host, c obs.Conn) []obs.Packet {
 	return out
 }
 
-// isReply says p travels toward the client.
-func isReply(p obs.Packet, cip string) bool { return p.Dst == cip }
-
 func fmtPacket(p obs.Packet) string {
 	switch p.Proto {
 	case "tcp":

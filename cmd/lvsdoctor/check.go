@@ -54,12 +54,21 @@ not run, and no error finding).`,
   sudo lvsdoctor check -f cluster.yaml --format json > result.json
   sudo lvsdoctor check -f cluster.yaml --out report.md --out result.json
   sudo lvsdoctor check -f cluster.yaml --pcap /tmp/lvs-captures   # keep pcapng per host`,
-		Args: cobra.NoArgs,
+		Args: checkNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, f) },
 	}
 	c.Flags().StringVarP(&f.file, "file", "f", "", "topology file (YAML, see DESIGN.md)")
 	f.register(c)
 	return c
+}
+
+// checkNoArgs turns "check lab.yaml", an easy slip, into a usage error that
+// says how to give the file, instead of cobra's "unknown command".
+func checkNoArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErr("%s takes the topology file with -f, not as an argument (got %q): %s -f FILE", cmd.CommandPath(), strings.Join(args, " "), cmd.CommandPath())
+	}
+	return nil
 }
 
 // register adds the flags that shape a check and its output.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -153,8 +152,6 @@ func TestWRRHitsEveryRealServer(t *testing.T) {
 		t.Errorf("udp echo via VIP: %v", err)
 	}
 }
-
-func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
 func TestTopologyFile(t *testing.T) {
 	st := plan(Options{Name: "lvsd", RealServers: 2, Datapath: "nft"})

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,7 +44,11 @@ const CommandTimeout = 2 * time.Second
 var ConfKeys = []string{"rp_filter", "send_redirects", "accept_redirects", "forwarding", "arp_ignore", "arp_announce"}
 
 // Collect reads every part of obs.Facts.
-func Collect(ctx context.Context) obs.Facts {
+func Collect(ctx context.Context) obs.Facts { return CollectWith(ctx, obs.FactsArgs{}) }
+
+// CollectWith reads the parts of obs.Facts that a does not skip; skipped
+// parts stay nil.
+func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts {
 	f := obs.Facts{TakenAt: time.Now().UTC()}
 	fail := func(part string, err error) {
 		f.Errors = append(f.Errors, part+": "+err.Error())
@@ -60,18 +65,8 @@ func Collect(ctx context.Context) obs.Facts {
 		}
 		f.Links = linksOf(links, names)
 	}
-	if addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4); err != nil {
-		fail("addrs", err)
-	} else {
-		f.Addrs = []obs.Addr{}
-		for _, a := range addrs {
-			f.Addrs = append(f.Addrs, obs.Addr{Link: names[a.LinkIndex], Prefix: a.IPNet.String()})
-		}
-	}
-	if routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE); err != nil {
-		fail("routes", err)
-	} else {
-		f.Routes = routesOf(routes, names)
+	if !a.SkipStatic {
+		readStatic(&f, names, fail)
 	}
 	if neigh, err := netlink.NeighList(0, netlink.FAMILY_V4); err != nil {
 		fail("neigh", err)
@@ -84,14 +79,6 @@ func Collect(ctx context.Context) obs.Facts {
 			}
 			f.Neigh = append(f.Neigh, on)
 		}
-	}
-	if s, err := readSysctls(); err != nil {
-		fail("sysctls", err)
-		if len(s) > 0 {
-			f.Sysctls = s
-		}
-	} else {
-		f.Sysctls = s
 	}
 	if c, err := readCounters(); err != nil {
 		fail("counters", err)
@@ -112,17 +99,19 @@ func Collect(ctx context.Context) obs.Facts {
 	}
 	nftIpt, legacyIpt := iptablesInUse(f.NftRules)
 	f.IptablesSave = iptablesSave(ctx, nftIpt, legacyIpt, fail)
-	if ctx.Err() == nil {
+	if ctx.Err() == nil && !a.SkipConntrack {
 		if ct, err := readConntrack(); err != nil {
 			fail("conntrack", err)
 		} else {
 			f.Conntrack = ct
 		}
 	}
-	if l, err := readListeners(); err != nil {
-		fail("listeners", err)
-	} else {
-		f.Listeners = l
+	if !a.SkipListeners {
+		if l, err := readListeners(); err != nil {
+			fail("listeners", err)
+		} else {
+			f.Listeners = l
+		}
 	}
 	if t, err := readIPVS(); err != nil {
 		fail("ipvs", err)
@@ -134,6 +123,32 @@ func Collect(ctx context.Context) obs.Facts {
 		fail("collect", err)
 	}
 	return f
+}
+
+// readStatic reads what does not change during a test: addresses, routes
+// and sysctls.
+func readStatic(f *obs.Facts, names map[int]string, fail func(string, error)) {
+	if addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4); err != nil {
+		fail("addrs", err)
+	} else {
+		f.Addrs = []obs.Addr{}
+		for _, a := range addrs {
+			f.Addrs = append(f.Addrs, obs.Addr{Link: names[a.LinkIndex], Prefix: a.IPNet.String()})
+		}
+	}
+	if routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE); err != nil {
+		fail("routes", err)
+	} else {
+		f.Routes = routesOf(routes, names)
+	}
+	if s, err := readSysctls(); err != nil {
+		fail("sysctls", err)
+		if len(s) > 0 {
+			f.Sysctls = s
+		}
+	} else {
+		f.Sysctls = s
+	}
 }
 
 // Datapath is "ipvs" when IPVS has services, else "nft" when a rule
@@ -292,20 +307,33 @@ func readCounters() (map[string]int64, error) {
 
 func readListeners() ([]obs.Listener, error) {
 	out := []obs.Listener{}
-	for _, p := range []struct{ file, proto, state string }{{"tcp", "tcp", "0A"}, {"udp", "udp", "07"}} {
-		f, err := os.Open(filepath.Join(procNet, p.file))
-		if err != nil {
-			return nil, err
-		}
-		l, err := ParseListeners(f, p.proto, p.state)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.file, err)
-		}
-		out = append(out, l...)
+	// TCP through sock_diag: the kernel walks its whole connection hash
+	// for both, but /proc/net/tcp also formats every line, and costs twice
+	// as much on a host with many namespaces.
+	socks, err := netlink.SocketDiagTCP(unix.AF_INET)
+	if err != nil {
+		return nil, fmt.Errorf("sock_diag tcp: %w", err)
 	}
-	return out, nil
+	for _, s := range socks {
+		if s.State != tcpListen {
+			continue
+		}
+		out = append(out, obs.Listener{Proto: "tcp", Addr: net.JoinHostPort(s.ID.Source.String(), strconv.Itoa(int(s.ID.SourcePort))), Inode: uint64(s.INode)})
+	}
+	f, err := os.Open(filepath.Join(procNet, "udp"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	l, err := ParseListeners(f, "udp", "07")
+	if err != nil {
+		return nil, fmt.Errorf("udp: %w", err)
+	}
+	return append(out, l...), nil
 }
+
+// tcpListen is TCP_LISTEN of the kernel's TCP states.
+const tcpListen = 10
 
 // readIPVS returns nil, nil when the kernel has no IPVS.
 func readIPVS() (*obs.IPVSTable, error) {

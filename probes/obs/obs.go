@@ -35,6 +35,18 @@ type Facts struct {
 	Extra        interface{} `json:"extra,omitempty"`
 }
 
+// FactsArgs leaves out parts of Facts. The zero value reads everything.
+// Conntrack and the socket list cost time in proportion to the whole
+// machine, not the namespace (the kernel walks global hash tables for
+// them), and the static parts do not change during a test: a check skips
+// what it does not need on a host, so fifty real servers stay cheap.
+type FactsArgs struct {
+	SkipConntrack bool `json:"skip_conntrack,omitempty"`
+	SkipListeners bool `json:"skip_listeners,omitempty"`
+	// SkipStatic leaves out addresses, routes and sysctls.
+	SkipStatic bool `json:"skip_static,omitempty"`
+}
+
 type Link struct {
 	Index     int    `json:"index"`
 	Name      string `json:"name"`

@@ -150,7 +150,7 @@ func (c *Conn) Close() error {
 	// The benchmark reads the agents' peak memory from here.
 	if os.Getenv("LVSDOCTOR_STATS") != "" && c.cmd.ProcessState != nil {
 		if ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			fmt.Fprintf(os.Stderr, "lvsdoctor-stats agent %s maxrss_kb %d\n", c.Spec, ru.Maxrss)
+			fmt.Fprintf(os.Stderr, "lvsdoctor-stats agent %s maxrss_kb %d utime_ms %d stime_ms %d\n", c.Spec, ru.Maxrss, ru.Utime.Nano()/1e6, ru.Stime.Nano()/1e6)
 		}
 	}
 	return err

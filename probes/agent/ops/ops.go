@@ -51,7 +51,7 @@ func Table() (map[string]agent.Handler, func()) {
 	cm := capture.NewManager()
 	t := map[string]agent.Handler{
 		agent.OpHello:        func(context.Context, json.RawMessage) (any, error) { return hello(), nil },
-		agent.OpFacts:        func(ctx context.Context, _ json.RawMessage) (any, error) { return facts.Collect(ctx), nil },
+		agent.OpFacts:        typed(facts.CollectWith),
 		agent.OpPing:         typed(ping.Run),
 		agent.OpTrace:        typed(traceroute.Run),
 		agent.OpRouteGet:     typed(routeget.Run),

@@ -28,34 +28,43 @@ func TestMain(m *testing.M) {
 
 type inject struct{ spec, variant string }
 
-var cases = []struct {
+// labCase is one scenario: a lab built with opts, the faults injected,
+// and exactly the error findings (ids) the check must give.
+type labCase struct {
 	name   string
+	opts   lab.Options
 	faults []inject
 	want   []string
-}{
-	{"healthy", nil, nil},
-	{"rs-no-listener", []inject{{"rs-no-listener", ""}}, []string{"rs-no-listener"}},
-	{"rs-no-listener@rs2", []inject{{"rs-no-listener@rs2", ""}}, []string{"rs-no-listener"}},
-	{"rs-wrong-gateway", []inject{{"rs-wrong-gateway", ""}}, []string{"rs-wrong-gateway"}},
-	{"rs-wrong-gateway/router-drops", []inject{{"rs-wrong-gateway", "router-drops"}}, []string{"rs-wrong-gateway"}},
-	{"rs-wrong-gateway/no-default", []inject{{"rs-wrong-gateway", "no-default"}}, []string{"rs-wrong-gateway"}},
-	{"rs-wrong-gateway@rs2", []inject{{"rs-wrong-gateway@rs2", ""}}, []string{"rs-wrong-gateway"}},
-	{"director-no-forwarding", []inject{{"director-no-forwarding", ""}}, []string{"director-no-forwarding"}},
-	{"director-no-masquerade", []inject{{"director-no-masquerade", ""}}, []string{"director-no-masquerade"}},
-	{"director-firewall-drops-replies", []inject{{"director-firewall-drops-replies", ""}}, []string{"director-firewall-drops-replies"}},
-	{"director-rpfilter-requests/cold", []inject{{"director-rpfilter-requests", "cold"}}, []string{"director-rpfilter-requests"}},
-	{"director-rpfilter-requests/warm", []inject{{"director-rpfilter-requests", "warm"}}, []string{"director-rpfilter-requests"}},
-	{"two: rs-no-listener@rs1 + rs-wrong-gateway@rs2", []inject{{"rs-no-listener@rs1", ""}, {"rs-wrong-gateway@rs2", ""}}, []string{"rs-no-listener", "rs-wrong-gateway"}},
-	{"two: director-no-masquerade + rs-no-listener@rs2", []inject{{"director-no-masquerade", ""}, {"rs-no-listener@rs2", ""}}, []string{"director-no-masquerade", "rs-no-listener"}},
+	// warnings, when set, are the warning findings required as well.
+	warnings []string
+}
+
+var cases = []labCase{
+	{name: "healthy"},
+	{name: "rs-no-listener", faults: []inject{{"rs-no-listener", ""}}, want: []string{"rs-no-listener"}},
+	{name: "rs-no-listener@rs2", faults: []inject{{"rs-no-listener@rs2", ""}}, want: []string{"rs-no-listener"}},
+	{name: "rs-wrong-gateway", faults: []inject{{"rs-wrong-gateway", ""}}, want: []string{"rs-wrong-gateway"}},
+	{name: "rs-wrong-gateway/router-drops", faults: []inject{{"rs-wrong-gateway", "router-drops"}}, want: []string{"rs-wrong-gateway"}},
+	{name: "rs-wrong-gateway/no-default", faults: []inject{{"rs-wrong-gateway", "no-default"}}, want: []string{"rs-wrong-gateway"}},
+	{name: "rs-wrong-gateway@rs2", faults: []inject{{"rs-wrong-gateway@rs2", ""}}, want: []string{"rs-wrong-gateway"}},
+	{name: "director-no-forwarding", faults: []inject{{"director-no-forwarding", ""}}, want: []string{"director-no-forwarding"}},
+	{name: "director-no-masquerade", faults: []inject{{"director-no-masquerade", ""}}, want: []string{"director-no-masquerade"}},
+	{name: "director-firewall-drops-replies", faults: []inject{{"director-firewall-drops-replies", ""}}, want: []string{"director-firewall-drops-replies"}},
+	{name: "director-rpfilter-requests/cold", faults: []inject{{"director-rpfilter-requests", "cold"}}, want: []string{"director-rpfilter-requests"}},
+	{name: "director-rpfilter-requests/warm", faults: []inject{{"director-rpfilter-requests", "warm"}}, want: []string{"director-rpfilter-requests"}},
+	{name: "two: rs-no-listener@rs1 + rs-wrong-gateway@rs2", faults: []inject{{"rs-no-listener@rs1", ""}, {"rs-wrong-gateway@rs2", ""}}, want: []string{"rs-no-listener", "rs-wrong-gateway"}},
+	{name: "two: director-no-masquerade + rs-no-listener@rs2", faults: []inject{{"director-no-masquerade", ""}, {"rs-no-listener@rs2", ""}}, want: []string{"director-no-masquerade", "rs-no-listener"}},
 }
 
 // TestLabFaults injects each fault into a fresh lab and requires exactly
 // the expected error findings, and none on the healthy lab.
-func TestLabFaults(t *testing.T) {
+func TestLabFaults(t *testing.T) { runLabCases(t, cases) }
+
+func runLabCases(t *testing.T, cases []labCase) {
 	testenv.RequireRoot(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			st, top := labtest.Up(t, lab.Options{})
+			st, top := labtest.Up(t, c.opts)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			for _, f := range c.faults {
@@ -73,6 +82,12 @@ func TestLabFaults(t *testing.T) {
 				dump(t, r, in)
 				t.Fatalf("findings %v, want %v", got, want)
 			}
+			if c.warnings != nil {
+				if got, want := warningIDs(r), sorted(c.warnings); strings.Join(got, ",") != strings.Join(want, ",") {
+					dump(t, r, in)
+					t.Fatalf("warnings %v, want %v", got, want)
+				}
+			}
 			wantVerdict := result.Faulty
 			if len(want) == 0 {
 				wantVerdict = result.Healthy
@@ -88,6 +103,22 @@ func TestLabFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+func warningIDs(r *result.Result) []string {
+	var ids []string
+	for _, f := range r.Findings {
+		if f.Severity == result.SevWarning {
+			ids = append(ids, f.ID)
+		}
+	}
+	return sorted(ids)
+}
+
+func sorted(s []string) []string {
+	s = append([]string(nil), s...)
+	sort.Strings(s)
+	return s
 }
 
 func errorIDs(r *result.Result) []string {

@@ -19,19 +19,6 @@ type Output struct {
 	Journeys  []result.Journey
 }
 
-// rule judges one fault (or one family of look-alike faults) from the
-// view. Rules are independent: two faults at once give two findings.
-type rule func(v *view) []result.Finding
-
-var rules = []rule{
-	ruleDirectorNoForwarding,
-	ruleDirectorRPFilterRequests,
-	ruleDirectorNoMasquerade,
-	ruleDirectorDropsReplies,
-	ruleRSNoListener,
-	ruleRSWrongGateway,
-}
-
 // Run classifies. It is deterministic: the same Input gives the same Output.
 func Run(in *Input) Output {
 	v := newView(in)
@@ -55,7 +42,7 @@ func Run(in *Input) Output {
 		o.Unchecked = append(o.Unchecked, v.unexplained(o.Findings)...)
 		o.Journeys = v.journeys()
 	}
-	sort.SliceStable(o.Findings, func(i, j int) bool { return sevRank(o.Findings[i].Severity) < sevRank(o.Findings[j].Severity) })
+	sortFindings(o.Findings)
 	return o
 }
 

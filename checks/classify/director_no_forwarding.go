@@ -6,6 +6,8 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/checks/result"
 )
 
+func init() { addRule(ruleDirectorNoForwarding) }
+
 // ip_forward=0 on the director (HOWTO Q.3 A.4). The sysctl decides; the
 // capture shows where the packets die, which depends on the datapath:
 // conntrack NAT loses the request, IPVS transmits the request itself and

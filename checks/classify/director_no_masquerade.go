@@ -8,6 +8,8 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/checks/result"
 )
 
+func init() { addRule(ruleDirectorNoMasquerade) }
+
 // Traffic that a real server starts (Q.1 ping, Q.2 traceroute) is not an
 // LVS connection: only a masquerade/SNAT rule on the director gives it a
 // public source. Without one, the echo request leaves the public side with

@@ -7,6 +7,8 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 )
 
+func init() { addRule(ruleDirectorDropsReplies) }
+
 // Replies that reach the director from a real server and never leave it
 // toward the client (HOWTO Q.3 A.2). The capture says that they die in
 // the director; the static picture and the counters say why: a drop rule

@@ -9,6 +9,8 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 )
 
+func init() { addRule(ruleDirectorRPFilterRequests) }
+
 // The director's route back to the client leaves by another interface than
 // the one the requests arrive on, and strict rp_filter (effective = max of
 // all and the interface) rejects them (HOWTO Q.3 A.4). The static picture

@@ -8,6 +8,8 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 )
 
+func init() { addRule(ruleRSNoListener) }
+
 // Nothing listens on RIP:RPORT (HOWTO Q.4 A.2). The socket table decides;
 // the RST leaving the real server (TCP) or the ICMP port unreachable (UDP)
 // is the evidence on the wire.

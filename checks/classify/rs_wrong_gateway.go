@@ -6,6 +6,8 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/checks/result"
 )
 
+func init() { addRule(ruleRSWrongGateway) }
+
 // The real server's replies must go back through the director (HOWTO Q.4
 // A.6, Q.2). `ip route get CIP from RIP` on the real server decides: a next
 // hop other than the DIP, no route at all, or a direct route past the

@@ -25,6 +25,9 @@ type fault struct {
 	// hostKind: "rs" (any real server) or a role.
 	hostKind string
 	inject   func(ctx context.Context, e *env, h *Host, variant string) error
+	// undo, when set, removes what Clear's re-application of the healthy
+	// config does not (e.g. iptables-legacy rules); it runs before it.
+	undo func(ctx context.Context, e *env, h *Host, variant string) error
 }
 
 var faults = map[string]*fault{}
@@ -151,6 +154,18 @@ func Clear(ctx context.Context, name string) error {
 	}
 	defer e.close()
 	var errs []error
+	for i := len(st.Faults) - 1; i >= 0; i-- {
+		rec := st.Faults[i]
+		f, ok := faults[rec.ID]
+		if !ok || f.undo == nil {
+			continue
+		}
+		if h := st.Host(rec.Host); h != nil {
+			if err := f.undo(ctx, e, h, rec.Variant); err != nil {
+				errs = append(errs, fmt.Errorf("undo %s on %s: %w", rec.ID, rec.Host, err))
+			}
+		}
+	}
 	if err := e.applyAll(ctx, false); err != nil {
 		errs = append(errs, err)
 	}

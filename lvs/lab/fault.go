@@ -18,6 +18,9 @@ type FaultInfo struct {
 	Summary     string   `json:"summary"`
 	Variants    []string `json:"variants,omitempty"` // the first is the default
 	DefaultHost string   `json:"default_host"`       // rs1 or director
+	// Lab is the lab the fault needs when it is not the default one (a
+	// flat topology, another datapath); lab matrix builds it.
+	Lab Options `json:"lab,omitempty"`
 }
 
 type fault struct {

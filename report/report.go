@@ -13,7 +13,7 @@ import (
 )
 
 // Formats lists the names accepted by Write.
-var Formats = []string{"text", "json", "markdown"}
+var Formats = []string{"text", "json", "markdown", "junit"}
 
 // Write renders r in format to w.
 func Write(w io.Writer, format string, r *result.Result, color bool) error {
@@ -26,6 +26,10 @@ func Write(w io.Writer, format string, r *result.Result, color bool) error {
 		return enc.Encode(r)
 	case "markdown", "md":
 		return Markdown(w, r)
+	case "junit":
+		return JUnit(w, r)
+	case "html":
+		return HTML(w, r)
 	}
 	return fmt.Errorf("unknown format %q: valid are %s", format, strings.Join(Formats, ", "))
 }
@@ -130,13 +134,21 @@ func writeJourney(b *strings.Builder, j result.Journey, indent string) {
 	if len(j.Hops) == 0 {
 		fmt.Fprintf(b, "%s  (no packet of it was seen on any host)\n", indent)
 	}
-	for _, h := range j.Hops {
+	for i, h := range j.Hops {
+		if i == maxJourneyHops && len(j.Hops) > maxJourneyHops+1 {
+			// Retransmissions repeat the same ladder; the JSON keeps them all.
+			fmt.Fprintf(b, "%s  … %d more packets (retransmissions; all in the JSON result)\n", indent, len(j.Hops)-maxJourneyHops)
+			break
+		}
 		fmt.Fprintf(b, "%s  %-10s %-6s %-4s %s\n", indent, trunc(h.Host, 10), h.Interface, h.Direction, h.Packet)
 	}
 	if len(j.Hops) > 0 && j.Result != "ok" {
 		fmt.Fprintf(b, "%s  %-10s %-6s %-4s (nothing after this)\n", indent, "", "", "—")
 	}
 }
+
+// maxJourneyHops bounds a journey on screen and in the markdown report.
+const maxJourneyHops = 12
 
 func trunc(s string, n int) string {
 	if len(s) <= n {

@@ -343,7 +343,7 @@ func (v *view) journeys() []result.Journey {
 }
 
 func (v *view) journey(c obs.Conn, rs *Host) result.Journey {
-	j := result.Journey{Flow: fmt.Sprintf("%s %s -> %s", c.Proto, c.Local, c.Remote), Result: c.Result}
+	j := result.Journey{Flow: fmt.Sprintf("%s %s -> %s", c.Proto, c.Local, c.Remote), Result: c.Result, Hops: []result.Hop{}}
 	hosts := []*Host{v.client, v.director}
 	if rs != nil {
 		j.RealServer = rs.Label

@@ -74,8 +74,8 @@ func checkNoArgs(cmd *cobra.Command, args []string) error {
 // register adds the flags that shape a check and its output.
 func (f *checkFlags) register(c *cobra.Command) {
 	fl := c.Flags()
-	fl.StringVar(&f.format, "format", "text", "output on stdout: text, json, markdown")
-	fl.StringArrayVar(&f.outs, "out", nil, "also write the result to FILE, format from the extension (.json, .md, .txt); repeatable")
+	fl.StringVar(&f.format, "format", "text", "output on stdout: text, json, markdown, junit")
+	fl.StringArrayVar(&f.outs, "out", nil, "also write the result to FILE, format from the extension (.json, .md, .xml for JUnit, .txt); repeatable")
 	fl.DurationVar(&f.timeout, "timeout", time.Second, "how long a probe waits for an answer that may never come")
 	fl.IntVar(&f.maxConnections, "max-connections", 64, "at most this many test connections per service")
 	fl.BoolVar(&f.static, "static", false, "look only: no test traffic, no capture")
@@ -109,7 +109,7 @@ func (f checkFlags) validate() error {
 	}
 	for _, o := range f.outs {
 		if formatFor(o) == "" {
-			return usageErr("--out %s: cannot tell the format from the extension; use .json, .md or .txt", o)
+			return usageErr("--out %s: cannot tell the format from the extension; use .json, .md, .xml (JUnit) or .txt", o)
 		}
 	}
 	if f.timeout < 100*time.Millisecond || f.timeout > time.Minute {
@@ -187,6 +187,8 @@ func formatFor(path string) string {
 		return "markdown"
 	case ".txt":
 		return "text"
+	case ".xml":
+		return "junit"
 	}
 	return ""
 }

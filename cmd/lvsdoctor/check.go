@@ -16,6 +16,7 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/checks/result"
 	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
 	"github.com/lvsdoctor/lvsdoctor/probes/caps"
+	"github.com/lvsdoctor/lvsdoctor/probes/transport"
 	"github.com/lvsdoctor/lvsdoctor/report"
 	"github.com/spf13/cobra"
 )
@@ -33,6 +34,7 @@ type checkFlags struct {
 	noColor        bool
 	observations   string
 	verbose        bool
+	ssh            transport.SSHOptions
 }
 
 func newCheckCmd() *cobra.Command {
@@ -84,6 +86,11 @@ func (f *checkFlags) register(c *cobra.Command) {
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress, and on stdout only the verdict line (text format)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "progress on stderr as timestamped lines, even when it is not a terminal")
 	fl.BoolVar(&f.noColor, "no-color", false, "no colour (also when NO_COLOR is set)")
+	fl.StringVar(&f.ssh.ConfigFile, "ssh-config", "", "ssh_config file for ssh hosts (default ~/.ssh/config, then /etc/ssh/ssh_config)")
+	fl.BoolVar(&f.ssh.AcceptNewHostKeys, "accept-new-host-keys", false, "record the host keys of SSH hosts not yet in known_hosts (like StrictHostKeyChecking=accept-new); a changed key is always refused")
+	fl.BoolVar(&f.ssh.KeepAgent, "keep-agent", false, "leave the uploaded agent in ~/.cache/lvsdoctor on SSH hosts, for faster repeated runs")
+	fl.StringVar(&f.ssh.AgentPath, "agent", "", "path of an lvsdoctor already on the SSH hosts (another CPU architecture, no uploads)")
+	fl.DurationVar(&f.ssh.Timeout, "ssh-timeout", 10*time.Second, "bound on every remote step over SSH (connect, handshake, upload)")
 	fl.StringVar(&f.observations, "observations", "", "also write everything the probes saw (the classifier's input, JSON) to FILE: a fixture to replay, or to attach to a bug report")
 }
 
@@ -123,6 +130,7 @@ func checkTopology(cmd *cobra.Command, f checkFlags, top *topology.Topology) err
 	if err := needPrivileges(top); err != nil {
 		return &exitError{code: exitInconclusive, err: err}
 	}
+	transport.Defaults.SSH = f.ssh
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	progress := func(string) {}

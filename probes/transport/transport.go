@@ -32,10 +32,19 @@ func AgentBinary() (string, error) {
 // Conn is a running agent on one host.
 type Conn struct {
 	*agent.Client
-	Spec  string
-	Hello agent.Hello
-	cmd   *exec.Cmd
+	Spec   string
+	Hello  agent.Hello
+	cmd    *exec.Cmd    // a local agent process (netns, local)
+	closer func() error // a remote one (ssh)
 }
+
+// Options shape how hosts are reached.
+type Options struct {
+	SSH SSHOptions
+}
+
+// Defaults are the options Dial uses; the CLI sets them from its flags.
+var Defaults Options
 
 // UnreachableError says a host could not be reached or its agent not
 // started; the check then marks that host inconclusive and goes on.
@@ -47,8 +56,18 @@ type UnreachableError struct {
 func (e *UnreachableError) Error() string { return fmt.Sprintf("%s: %v", e.Spec, e.Err) }
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
-// Dial starts an agent on the host named by spec and says hello.
-func Dial(ctx context.Context, spec string) (*Conn, error) {
+// Dial starts an agent on the host named by spec with the Defaults.
+func Dial(ctx context.Context, spec string) (*Conn, error) { return DialWith(ctx, spec, Defaults) }
+
+// DialWith starts an agent on the host named by spec and says hello.
+func DialWith(ctx context.Context, spec string, o Options) (*Conn, error) {
+	if isSSH(spec) {
+		c, err := dialSSH(ctx, spec, o.SSH)
+		if err != nil {
+			return nil, &UnreachableError{spec, err}
+		}
+		return c, c.hello(ctx)
+	}
 	bin, err := AgentBinary()
 	if err != nil {
 		return nil, &UnreachableError{spec, err}
@@ -71,8 +90,6 @@ func Dial(ctx context.Context, spec string) (*Conn, error) {
 		err = cmd.Start()
 	case strings.HasPrefix(spec, "netns:"):
 		err = startInNetns(strings.TrimPrefix(spec, "netns:"), cmd)
-	case strings.HasPrefix(spec, "ssh://") || !strings.Contains(spec, ":"):
-		err = errors.New("the SSH transport is not available in this version; use netns:NAME or local")
 	default:
 		err = fmt.Errorf("unknown host form %q", spec)
 	}
@@ -80,17 +97,31 @@ func Dial(ctx context.Context, spec string) (*Conn, error) {
 		return nil, &UnreachableError{spec, err}
 	}
 	c := &Conn{Client: agent.NewClient(stdin, stdout), Spec: spec, cmd: cmd}
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := c.hello(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// isSSH says spec names an SSH host: ssh://..., user@host, or a bare name
+// (an ~/.ssh/config alias).
+func isSSH(spec string) bool {
+	return strings.HasPrefix(spec, "ssh://") || (spec != "local" && !strings.Contains(spec, ":"))
+}
+
+// hello checks the agent answers and speaks this protocol.
+func (c *Conn) hello(ctx context.Context) error {
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := c.Call(hctx, agent.OpHello, struct{}{}, &c.Hello); err != nil {
 		c.Close()
-		return nil, &UnreachableError{spec, fmt.Errorf("agent did not answer: %w", err)}
+		return &UnreachableError{c.Spec, fmt.Errorf("agent did not answer: %w", err)}
 	}
 	if c.Hello.Version != agent.Version {
 		c.Close()
-		return nil, &UnreachableError{spec, fmt.Errorf("agent speaks protocol %d, this lvsdoctor %d: use the same lvsdoctor on both sides", c.Hello.Version, agent.Version)}
+		return &UnreachableError{c.Spec, fmt.Errorf("agent speaks protocol %d, this lvsdoctor %d: use the same lvsdoctor on both sides", c.Hello.Version, agent.Version)}
 	}
-	return c, nil
+	return nil
 }
 
 // startInNetns starts cmd from a thread switched into the namespace: a
@@ -138,6 +169,9 @@ func startInNetns(name string, cmd *exec.Cmd) error {
 // one that does not within a second is killed.
 func (c *Conn) Close() error {
 	c.Client.Close()
+	if c.closer != nil {
+		return c.closer()
+	}
 	done := make(chan error, 1)
 	go func() { done <- c.cmd.Wait() }()
 	var err error

@@ -1,0 +1,253 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lvsdoctor/lvsdoctor/probes/agent"
+	"github.com/lvsdoctor/lvsdoctor/probes/obs"
+	"github.com/lvsdoctor/lvsdoctor/probes/testenv"
+)
+
+// sshd is a real OpenSSH server on a loopback port, with its own host key
+// and authorized key, run for one test.
+type sshd struct {
+	port       int
+	dir        string
+	clientKey  string // private key authorized for root
+	knownHosts string // a known_hosts file with the server's key
+}
+
+func startSSHD(t *testing.T) *sshd {
+	t.Helper()
+	testenv.RequireRoot(t)
+	bin := testenv.RequireCommand(t, "sshd", "openssh-server")
+	keygen := testenv.RequireCommand(t, "ssh-keygen", "openssh-client")
+	if os.Getenv("LVSDOCTOR_AGENT") == "" {
+		t.Fatal("TestMain did not build the agent")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o700)
+	gen := func(name string) {
+		if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, name)).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v %s", err, out)
+		}
+	}
+	gen("host_key")
+	gen("client_key")
+	pub, _ := os.ReadFile(filepath.Join(dir, "client_key.pub"))
+	os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	conf := fmt.Sprintf(`ListenAddress 127.0.0.1:%d
+HostKey %s/host_key
+AuthorizedKeysFile %s/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding yes
+PidFile %s/sshd.pid
+LogLevel ERROR
+`, port, dir, dir, dir)
+	os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(conf), 0o600)
+	os.MkdirAll("/run/sshd", 0o755) // privilege separation directory
+	cmd := exec.Command(bin, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sshd did not listen: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hostPub, _ := os.ReadFile(filepath.Join(dir, "host_key.pub"))
+	kh := filepath.Join(dir, "known_hosts")
+	os.WriteFile(kh, []byte(fmt.Sprintf("[127.0.0.1]:%d %s", port, hostPub)), 0o600)
+	return &sshd{port: port, dir: dir, clientKey: filepath.Join(dir, "client_key"), knownHosts: kh}
+}
+
+// config writes an ssh_config with the alias "lvs-test" for the server,
+// and "lvs-jumped" for the same server reached through itself as a jump
+// host (ProxyJump).
+func (s *sshd) config(t *testing.T, knownHosts string, extra ...string) string {
+	p := filepath.Join(s.dir, "ssh_config")
+	c := strings.Join(extra, "\n") + fmt.Sprintf(`
+Host lvs-test lvs-jumped
+  HostName 127.0.0.1
+  Port %d
+  User root
+  IdentityFile %s
+  IdentitiesOnly yes
+  UserKnownHostsFile %s
+Host lvs-jumped
+  ProxyJump lvs-test
+`, s.port, s.clientKey, knownHosts)
+	os.WriteFile(p, []byte(c), 0o600)
+	return p
+}
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 && os.Getenv("LVSDOCTOR_AGENT") == "" {
+		dir, err := os.MkdirTemp("", "lvsdoctor-agent")
+		if err == nil {
+			bin := filepath.Join(dir, "lvsdoctor")
+			out, err := exec.Command("go", "build", "-o", bin, "github.com/lvsdoctor/lvsdoctor/cmd/lvsdoctor").CombinedOutput()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+				os.Exit(1)
+			}
+			os.Setenv("LVSDOCTOR_AGENT", bin)
+			code := m.Run()
+			os.RemoveAll(dir)
+			os.Exit(code)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+func leftovers(t *testing.T) []string {
+	t.Helper()
+	m, _ := filepath.Glob("/tmp/lvsdoctor.*")
+	return m
+}
+
+// TestSSHAgent reaches a real sshd by an ssh_config alias, directly and
+// through a ProxyJump, uploads the agent, runs a probe, and leaves nothing
+// behind.
+func TestSSHAgent(t *testing.T) {
+	s := startSSHD(t)
+	before := leftovers(t)
+	for _, alias := range []string{"lvs-test", "lvs-jumped"} {
+		t.Run(alias, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c, err := DialWith(ctx, alias, Options{SSH: SSHOptions{ConfigFile: s.config(t, s.knownHosts)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Hello.Version != agent.Version || c.Hello.PID == 0 {
+				t.Errorf("hello: %+v", c.Hello)
+			}
+			var rg obs.RouteGet
+			if err := c.Call(ctx, agent.OpRouteGet, obs.RouteGetArgs{Dst: "127.0.0.1"}, &rg); err != nil || rg.Type != "local" {
+				t.Errorf("routeget over ssh: %+v %v", rg, err)
+			}
+			pid := c.Hello.PID
+			c.Close()
+			time.Sleep(200 * time.Millisecond)
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				t.Errorf("agent pid %d still running after Close", pid)
+			}
+			if got := leftovers(t); len(got) != len(before) {
+				t.Errorf("files left on the host: %v", got)
+			}
+		})
+	}
+}
+
+// TestSSHErrors: each failure gives its own clear message, promptly.
+func TestSSHErrors(t *testing.T) {
+	s := startSSHD(t)
+	otherKey := filepath.Join(s.dir, "other_key")
+	exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", otherKey).Run()
+	changed := filepath.Join(s.dir, "known_hosts_changed")
+	otherPub, _ := os.ReadFile(otherKey + ".pub")
+	os.WriteFile(changed, []byte(fmt.Sprintf("[127.0.0.1]:%d %s", s.port, otherPub)), 0o600)
+
+	// A server that accepts and then never speaks.
+	stall, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stall.Close()
+	go func() {
+		for {
+			c, err := stall.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+
+	cases := []struct {
+		name, spec, want string
+		cfg              func() string
+		opt              SSHOptions
+	}{
+		{"wrong key", "lvs-test", "refused every key", func() string {
+			p := s.config(t, s.knownHosts)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, []byte(strings.ReplaceAll(string(b), s.clientKey, otherKey)), 0o600)
+			return p
+		}, SSHOptions{}},
+		{"unknown host key", "lvs-test", "unknown host key", func() string { return s.config(t, filepath.Join(s.dir, "empty_known_hosts")) }, SSHOptions{}},
+		{"changed host key", "lvs-test", "HOST KEY CHANGED", func() string { return s.config(t, changed) }, SSHOptions{}},
+		{"host down", fmt.Sprintf("ssh://root@127.0.0.1:%d", closedPort), "connection refused", func() string { return s.config(t, s.knownHosts) }, SSHOptions{}},
+		{"stalled sshd", "lvs-stall", "did not complete the SSH handshake", func() string {
+			return s.config(t, s.knownHosts, fmt.Sprintf("Host lvs-stall\n  HostName 127.0.0.1\n  Port %d\n  IdentityFile %s\n", stall.Addr().(*net.TCPAddr).Port, s.clientKey))
+		}, SSHOptions{Timeout: time.Second}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := c.opt
+			o.ConfigFile = c.cfg()
+			start := time.Now()
+			conn, err := DialWith(context.Background(), c.spec, Options{SSH: o})
+			if err == nil {
+				conn.Close()
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q, want it to say %q", err, c.want)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %s", d)
+			}
+		})
+	}
+
+	t.Run("accept new host key", func(t *testing.T) {
+		kh := filepath.Join(s.dir, "kh_new")
+		c, err := DialWith(context.Background(), "lvs-test", Options{SSH: SSHOptions{ConfigFile: s.config(t, kh), AcceptNewHostKeys: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		b, _ := os.ReadFile(kh)
+		if !strings.Contains(string(b), "ssh-ed25519") {
+			t.Fatalf("known_hosts not written: %q", b)
+		}
+		// The recorded key is now trusted without the flag.
+		c, err = DialWith(context.Background(), "lvs-test", Options{SSH: SSHOptions{ConfigFile: s.config(t, kh)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	})
+}

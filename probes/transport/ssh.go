@@ -339,16 +339,11 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (io.WriteCloser
 // hash, into a private directory: a fresh one per run, or with
 // --keep-agent a cache directory where a copy of the same hash is reused.
 func (sc *sshConn) upload(ctx context.Context) (string, error) {
-	bin, err := AgentBinary()
+	p, err := loadPayload()
 	if err != nil {
 		return "", err
 	}
-	raw, err := os.ReadFile(bin)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(raw)
-	hash := hex.EncodeToString(sum[:])
+	hash := p.hash
 	if sc.keep {
 		sc.dir = "$HOME/.cache/lvsdoctor"
 		path := sc.dir + "/lvsdoctor-" + hash[:16]
@@ -358,7 +353,7 @@ func (sc *sshConn) upload(ctx context.Context) (string, error) {
 		if _, err := sc.run(ctx, "mkdir -p -m 700 "+sc.dir, nil); err != nil {
 			return "", fmt.Errorf("cannot create %s: %w", sc.dir, err)
 		}
-		return path, sc.send(ctx, raw, path, hash)
+		return path, sc.send(ctx, p, path)
 	}
 	dir, err := sc.run(ctx, "mktemp -d /tmp/lvsdoctor.XXXXXXXX", nil)
 	if err != nil {
@@ -366,20 +361,51 @@ func (sc *sshConn) upload(ctx context.Context) (string, error) {
 	}
 	sc.dir = dir
 	path := dir + "/lvsdoctor"
-	return path, sc.send(ctx, raw, path, hash)
+	return path, sc.send(ctx, p, path)
 }
 
-func (sc *sshConn) send(ctx context.Context, raw []byte, path, hash string) error {
-	var z bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed)
-	zw.Write(raw)
-	zw.Close()
+// payload is this lvsdoctor, compressed and hashed once per run however
+// many hosts it goes to.
+type payload struct {
+	gz   []byte
+	hash string
+}
+
+var (
+	payloadOnce sync.Once
+	payloadVal  payload
+	payloadErr  error
+)
+
+func loadPayload() (payload, error) {
+	payloadOnce.Do(func() {
+		bin, err := AgentBinary()
+		if err != nil {
+			payloadErr = err
+			return
+		}
+		raw, err := os.ReadFile(bin)
+		if err != nil {
+			payloadErr = err
+			return
+		}
+		sum := sha256.Sum256(raw)
+		var z bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed)
+		zw.Write(raw)
+		zw.Close()
+		payloadVal = payload{gz: z.Bytes(), hash: hex.EncodeToString(sum[:])}
+	})
+	return payloadVal, payloadErr
+}
+
+func (sc *sshConn) send(ctx context.Context, p payload, path string) error {
 	cmd := fmt.Sprintf("umask 077; gzip -dc > %[1]s.part && chmod 700 %[1]s.part && mv %[1]s.part %[1]s && sha256sum %[1]s", path)
-	out, err := sc.run(ctx, cmd, &z)
+	out, err := sc.run(ctx, cmd, bytes.NewReader(p.gz))
 	if err != nil {
 		return fmt.Errorf("uploading the agent: %v (%s)", err, out)
 	}
-	if !strings.HasPrefix(out, hash) {
+	if !strings.HasPrefix(out, p.hash) {
 		return fmt.Errorf("the uploaded agent's hash does not match (%s)", out)
 	}
 	return nil

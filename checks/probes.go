@@ -4,10 +4,12 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/lvsdoctor/lvsdoctor/checks/classify"
 	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
 	"github.com/lvsdoctor/lvsdoctor/probes/agent"
+	"github.com/lvsdoctor/lvsdoctor/probes/connect"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 	"github.com/lvsdoctor/lvsdoctor/probes/transport"
 )
@@ -85,27 +87,135 @@ func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, 
 		}
 	}
 	in.Services = make([]classify.ServiceRun, len(top.Services))
+	cl := in.Hosts[top.Client.Label()]
+	redirects := false
+	if d := in.Hosts[top.Director.Label()]; d != nil {
+		redirects = redirectRisk(d, top, cip)
+	}
+	type slot struct {
+		svc  int
+		res  obs.Connect
+		err  error
+		args obs.ConnectArgs
+	}
+	var slots []*slot
 	for i, s := range top.Services {
 		in.Services[i].Service = s
-		cl := in.Hosts[top.Client.Label()]
-		if opt.Static || cl == nil || (s.Proto != "tcp" && s.Proto != "udp") {
+		if opt.Static || cl == nil {
 			continue
 		}
-		n := 2 * len(s.RealServers)
-		if n > opt.MaxConnections {
-			n = opt.MaxConnections
-		}
-		do(cl, func(c *transport.Conn) {
-			var res obs.Connect
-			args := obs.ConnectArgs{Proto: s.Proto, Src: cip.String(), Dst: s.VIP, Count: n, Timeout: opt.Timeout}
-			if err := c.Call(ctx, agent.OpConnect, args, &res); err != nil {
-				in.Services[i].Error = err.Error()
-				return
+		n := testCount(s, opt)
+		for _, t := range s.Tests() {
+			args := obs.ConnectArgs{Proto: t.Proto, Src: cip.String(), Dst: t.Dst.String(), Count: n, Timeout: opt.Timeout}
+			if t.Proto == "tcp" && t.Dst.Port() == ftpPort {
+				args.App = connect.AppFTP
 			}
-			in.Services[i].Conns = res.Conns
+			slots = append(slots, &slot{svc: i, args: args})
+			if redirects && t.Proto == "tcp" && args.App == "" {
+				// The TCP form: a slow upload. The real server acts on a
+				// redirect for an established connection while it waits
+				// in read, so its acknowledgements of the trickled lines
+				// show the redirect taking effect.
+				slow := args
+				slow.Count = min(2*len(s.RealServers), opt.MaxConnections)
+				slow.Payload, slow.Trickle = trickleRequest, redirectGap
+				slots = append(slots, &slot{svc: i, args: slow})
+			}
+			if redirects && t.Proto == "udp" {
+				// A one-arm director that sends redirects: a burst shows
+				// one redirect per real server, which the real server
+				// only acts on once it has resolved the client's address.
+				// Exchanges spaced wider than the kernel's redirect
+				// backoff (20 ms << n) show the replies going around
+				// the director.
+				series := args
+				series.Count, series.Gap = redirectSeries, redirectGap
+				slots = append(slots, &slot{svc: i, args: series})
+			}
+		}
+	}
+	for _, sl := range slots {
+		do(cl, func(c *transport.Conn) {
+			sl.err = c.Call(ctx, agent.OpConnect, sl.args, &sl.res)
 		})
 	}
 	wg.Wait()
+	for _, sl := range slots {
+		sr := &in.Services[sl.svc]
+		if sl.err != nil {
+			if sr.Error == "" {
+				sr.Error = sl.err.Error()
+			}
+			continue
+		}
+		sr.Conns = append(sr.Conns, sl.res.Conns...)
+	}
+}
+
+// Test traffic beyond one burst per service.
+const (
+	// ftpPort: a TCP service on it gets an FTP test (PASV and a data
+	// connection) instead of an HTTP request.
+	ftpPort = 21
+	// redirectSeries exchanges, redirectGap apart, go to a UDP service
+	// where the director may send ICMP redirects (redirectRisk).
+	redirectSeries = 8
+	redirectGap    = 50 * time.Millisecond
+)
+
+// trickleRequest is the slow upload's payload: an HTTP request sent a line
+// at a time (obs.ConnectArgs.Trickle).
+const trickleRequest = "GET / HTTP/1.0\r\nHost: lvsdoctor\r\nX-Lvsdoctor-Slow: 1\r\nX-Lvsdoctor-Slow: 2\r\nX-Lvsdoctor-Slow: 3\r\nX-Lvsdoctor-Slow: 4\r\nX-Lvsdoctor-Slow: 5\r\n\r\n"
+
+// testCount is how many test connections go to each port of a service:
+// two per real server, so that round robin reaches each twice; eight per
+// real server where a hash of the client's address and port picks it (sh,
+// mh), so that each is reached with near certainty. MaxConnections caps it.
+func testCount(s topology.Service, opt Options) int {
+	per := 2
+	if s.Scheduler == "sh" || s.Scheduler == "mh" {
+		per = 8
+	}
+	return min(per*len(s.RealServers), opt.MaxConnections)
+}
+
+// redirectRisk says, from the director's static picture, that it may send
+// ICMP redirects to the real servers: it forwards their replies out of the
+// interface they came in on (one-arm LVS-NAT: the interface facing the RIPs
+// also faces the client or holds the VIP), and send_redirects is on there
+// (effective: all OR the interface).
+func redirectRisk(d *classify.Host, top *topology.Topology, cip netip.Addr) bool {
+	if d.Before == nil {
+		return false
+	}
+	for _, s := range top.Services {
+		vip := s.VIPPort().Addr()
+		ing := ingressGuess(d, cip, vip)
+		if ing == "" {
+			continue
+		}
+		for _, r := range s.RealServers {
+			if ifaceOnSubnet(d, r.AddrPort().Addr()) != ing {
+				continue
+			}
+			sr := d.Before.Sysctls
+			if sr["net.ipv4.conf.all.send_redirects"] == "1" || sr["net.ipv4.conf."+ing+".send_redirects"] == "1" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ifaceOnSubnet is the director interface whose connected subnet holds a.
+func ifaceOnSubnet(d *classify.Host, a netip.Addr) string {
+	for _, ad := range d.Before.Addrs {
+		p, err := netip.ParsePrefix(ad.Prefix)
+		if err == nil && p.Bits() < 32 && p.Masked().Contains(a) {
+			return ad.Link
+		}
+	}
+	return ""
 }
 
 // ingressGuess is where the client's requests should arrive on the

@@ -191,6 +191,19 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 				h.Capture = &cp
 			}
 		}
+		// A real server that got an ICMP redirect during the test routes
+		// the client another way now: ask `ip route get CIP from RIP`
+		// again (obs.RouteGet.After).
+		if h.Role == classify.RoleRealServer && capture && h.Address != "" {
+			args := obs.RouteGetArgs{Dst: cip.String(), Src: h.Address}
+			var rg obs.RouteGet
+			if call(h, c, agent.OpRouteGet, args, &rg) {
+				rg.Dst, rg.Src, rg.After = args.Dst, args.Src, true
+				mu.Lock()
+				h.RouteGets = append(h.RouteGets, rg)
+				mu.Unlock()
+			}
+		}
 		// After the test only what moves: counters, rules with their
 		// counters, neighbours, links, and the director's conntrack.
 		var f obs.Facts

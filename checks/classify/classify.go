@@ -39,6 +39,9 @@ func Run(in *Input) Output {
 	o.Steps = v.steps()
 	if !in.Static {
 		o.Unchecked = append(o.Unchecked, v.unexercised()...)
+		for _, u := range hiders {
+			o.Unchecked = append(o.Unchecked, u(v)...)
+		}
 		o.Unchecked = append(o.Unchecked, v.unexplained(o.Findings)...)
 		o.Journeys = v.journeys()
 	}
@@ -105,6 +108,9 @@ func (v *view) steps() []result.Step {
 			q2.Status, q2.Summary = result.Fail, "traceroute: "+h.Trace.Error
 		case len(h.Trace.Hops) == 0 || h.Trace.Hops[0].Addr == "":
 			q2.Status, q2.Summary = result.Fail, fmt.Sprintf("traceroute from %s: no answer from the first hop", rip)
+		case h.Trace.Hops[0].Addr == cip && v.director != nil && ifaceHolding(v.director, v.cip) != "":
+			// client-on-director: the director itself is the destination.
+			q2.Status, q2.Summary = result.Pass, fmt.Sprintf("reaches %s, the director itself (client-on-director), in 1 hop", cip)
 		case dip.IsValid() && h.Trace.Hops[0].Addr != dip.String():
 			q2.Status, q2.Summary = result.Fail, fmt.Sprintf("first hop %s, not the DIP %s", h.Trace.Hops[0].Addr, dip)
 		default:
@@ -152,6 +158,10 @@ func (v *view) stepQ3(sr ServiceRun) result.Step {
 		return st
 	case d.Capture == nil:
 		st.Status, st.Summary = result.Error, "no capture on the director"
+		return st
+	}
+	if link, _ := v.clientOnDirector(); link != "" {
+		st.Status, st.Summary = result.Skipped, fmt.Sprintf("the client is the director itself (%s on %s): its connections are not forwarded (client-on-director)", v.cip, link)
 		return st
 	}
 	vip := s.VIPPort().Addr().String()
@@ -266,7 +276,7 @@ func (v *view) unexercised() []result.Unchecked {
 		}
 		for _, r := range sr.Service.RealServers {
 			h := v.in.Hosts[r.Label()]
-			if h == nil || h.Error != "" || r.W() == 0 {
+			if h == nil || h.Error != "" || r.W() == 0 || v.outOfTable(sr.Service, r) {
 				continue
 			}
 			hit := false

@@ -20,6 +20,9 @@ func ruleDirectorDropsReplies(v *view) []result.Finding {
 	if !d.Reached() || d.Capture == nil || sysctl(d, "net.ipv4.ip_forward") == "0" {
 		return nil
 	}
+	if link, _ := v.clientOnDirector(); link != "" {
+		return nil // the replies are for the director itself: delivered, not forwarded
+	}
 	var out []result.Finding
 	cip := v.cip.String()
 	for _, h := range v.rs {
@@ -66,7 +69,10 @@ func ruleDirectorDropsReplies(v *view) []result.Finding {
 		back := routeGet(d, rip.String(), "", "")
 		rpf := rpFilter(d, dipIface)
 		var f result.Finding
+		invalid := invalidDrops(d, m)
 		switch {
+		case len(invalid) > 0:
+			f = conntrackInvalidFinding(v, d, rip, m, wire, invalid)
 		case len(rules) > 0:
 			f = newFinding("director-firewall-drops-replies", d.Label)
 			f.Summary = fmt.Sprintf("a firewall rule on %s drops the replies from %s", d.Label, rip)
@@ -83,15 +89,31 @@ func ruleDirectorDropsReplies(v *view) []result.Finding {
 				fmt.Sprintf("ip route get %s → %s", rip, fmtRouteGet(back)))
 			if rpDelta > 0 {
 				f.Evidence = append(f.Evidence, fmt.Sprintf("TcpExt.IPReversePathFilter rose by %d", rpDelta))
+			} else {
+				// Without the counter's rise a drop rule without a
+				// counter fits the wire just as well.
+				f.Alternatives = []result.Alternative{{ID: "director-firewall-drops-replies",
+					TellApart: "TcpExt.IPReversePathFilter did not rise during the test; a drop rule without a counter would drop the same packets: add counters to the forward rules, or set rp_filter=2 on " + dipIface + " for one test"}}
 			}
 			f.Remedy = []string{fmt.Sprintf("ip route replace %s dev %s   # the route back to the real server must use the interface its replies arrive on", rip, dipIface)}
-		case dropPolicy(d.Facts(), "forward") != nil:
-			c := dropPolicy(d.Facts(), "forward")
+		case len(fwDropPolicies(d, "forward")) > 0:
+			c := fwDropPolicies(d, "forward")[0]
 			f = newFinding("director-forward-policy-drop", d.Label)
-			f.Summary = fmt.Sprintf("the forward chain %s %s has policy drop and no rule accepts the replies from %s", c.Table, c.Name, rip)
-			f.Evidence = append(wire, fmt.Sprintf("nft chain %s %s %s: hook forward policy drop (a policy has no counter)", c.Family, c.Table, c.Name))
-			f.Remedy = []string{fmt.Sprintf("nft add rule %s %s %s ct state established,related accept", c.Family, c.Table, c.Name),
-				fmt.Sprintf("nft add rule %s %s %s ip saddr %s %s sport %d accept", c.Family, c.Table, c.Name, rip, m.proto, m.sport)}
+			f.Summary = fmt.Sprintf("the forward chain %s %s has policy drop and no rule accepts the replies from %s", c.Table, c.Chain, rip)
+			f.Evidence = append(wire, c.Desc+" (a policy has no counter)")
+			if c.Delta >= 0 {
+				f.Evidence = append(f.Evidence, fmt.Sprintf("the policy's counter rose by %d during the test", c.Delta))
+			}
+			switch c.Backend {
+			case "iptables-legacy":
+				f.Remedy = []string{"iptables-legacy -I FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"}
+			case "iptables-nft":
+				f.Remedy = []string{"iptables -I FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+					fmt.Sprintf("# or: nft insert rule %s %s %s ct state established,related accept", c.Family, c.Table, c.Chain)}
+			default:
+				f.Remedy = []string{fmt.Sprintf("nft add rule %s %s %s ct state established,related accept", c.Family, c.Table, c.Chain),
+					fmt.Sprintf("nft add rule %s %s %s ip saddr %s %s sport %d accept", c.Family, c.Table, c.Chain, rip, m.proto, m.sport)}
+			}
 		default:
 			f = newFinding("director-firewall-drops-replies", d.Label)
 			f.Summary = fmt.Sprintf("the replies from %s die inside %s; no rule with a counter matched them", rip, d.Label)

@@ -53,17 +53,21 @@ func ruleDirectorStaticReplyDrop(v *view) []result.Finding {
 	return mergeSameID(out)
 }
 
-// repliesSeen says the director's capture holds a packet from the real
-// server toward the client.
+// repliesSeen says the director's capture holds a reply of one of h's
+// services toward the client (not the real server's own pings or
+// traceroutes, which are not service traffic).
 func (v *view) repliesSeen(h *Host) bool {
 	d := v.director
 	if d.Capture == nil {
 		return false
 	}
-	rip := v.rip(h).String()
-	for _, p := range d.Capture.Packets {
-		if p.Dir == "in" && p.Src == rip && p.Dst == v.cip.String() {
-			return true
+	for _, s := range v.serviceOf(h) {
+		r, _ := v.realServerEntry(s, h)
+		ap := r.AddrPort()
+		for _, p := range d.Capture.Packets {
+			if p.Dir == "in" && (p.Proto == "tcp" || p.Proto == "udp") && p.Src == ap.Addr().String() && p.SrcPort == int(ap.Port()) && p.Dst == v.cip.String() {
+				return true
+			}
 		}
 	}
 	return false

@@ -100,13 +100,3 @@ func droppers(h *Host, m packetMatch) []droppingRule {
 func nftKey(r obs.NftRule) string {
 	return fmt.Sprintf("%s/%s/%s/%d", r.Family, r.Table, r.Chain, r.Handle)
 }
-
-// dropPolicy finds a base chain on hook with policy drop.
-func dropPolicy(f *obs.Facts, hook string) *obs.NftChain {
-	for i, c := range f.NftChains {
-		if c.Hook == hook && c.Policy == "drop" {
-			return &f.NftChains[i]
-		}
-	}
-	return nil
-}

@@ -24,7 +24,7 @@ func ruleRSWrongGateway(v *view) []result.Finding {
 			continue
 		}
 		rg := routeGet(h, v.cip.String(), rip.String(), "")
-		if rg == nil {
+		if rg == nil || v.replyRouteHidden(h) {
 			continue
 		}
 		dip, dipIface := v.dipFor(rip)
@@ -36,8 +36,7 @@ func ruleRSWrongGateway(v *view) []result.Finding {
 		case rg.Flags == "redirected":
 			continue // an ICMP redirect, not the table: another fault
 		case rg.Gateway == "" && rg.Type == "unicast":
-			id = "rs-direct-route-to-client"
-			summary = fmt.Sprintf("%s reaches the client %s directly on %s, past the director", h.Label, v.cip, rg.Dev)
+			continue // rs-direct-route-to-client (its own file)
 		case rg.Gateway != "" && dip.IsValid() && rg.Gateway != dip.String():
 			summary = fmt.Sprintf("%s sends its replies to %s, not through the director %s", h.Label, rg.Gateway, dip)
 		default:
@@ -57,9 +56,6 @@ func ruleRSWrongGateway(v *view) []result.Finding {
 		}
 		f.Evidence = append(f.Evidence, v.replyPathEvidence(h, dipIface, rg.Gateway)...)
 		if dip.IsValid() {
-			if id == "rs-direct-route-to-client" {
-				f.Remedy = []string{fmt.Sprintf("ip route del %s   # on %s: the route that bypasses the director (check `ip route show match %s`)", v.cip, h.Label, v.cip)}
-			}
 			f.Remedy = append(f.Remedy, fmt.Sprintf("ip route replace default via %s   # on %s", dip, h.Label))
 		} else {
 			f.Remedy = []string{fmt.Sprintf("ip route replace default via DIP   # on %s: the director's address on its LAN", h.Label)}
@@ -73,6 +69,27 @@ func ruleRSWrongGateway(v *view) []result.Finding {
 		out = append(out, f)
 	}
 	return out
+}
+
+// replyRouteHidden says the real server's reply route cannot be judged, or
+// another finding explains what it shows: a down link in front of it
+// (link-down: a lookup may fail only because of it), a RIP the host does
+// not have (rs-rip-missing: `ip route get CIP from RIP` fails for a
+// non-local source), or requests dying in its rp_filter because of that
+// route (rs-rpfilter names the route).
+func (v *view) replyRouteHidden(h *Host) bool {
+	if _, down := v.rsBehindDownLink(h); down {
+		return true
+	}
+	if !v.rsRIPLocal(h) {
+		return true
+	}
+	for _, s := range v.rsSilent(h) {
+		if id, _ := v.silentCause(h, s); id == "rs-rpfilter" {
+			return true
+		}
+	}
+	return false
 }
 
 // replyPathEvidence tells where the real server's replies went: out of the

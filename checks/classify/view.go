@@ -233,7 +233,7 @@ func (v *view) attributeConn(s topology.Service, c obs.Conn) *Host {
 		return nil
 	}
 	match := func(p obs.Packet) *Host {
-		if p.Proto != s.Proto || p.SrcPort != int(caddr.Port()) || p.Src != caddr.Addr().String() {
+		if p.Proto != c.Proto || p.SrcPort != int(caddr.Port()) || p.Src != caddr.Addr().String() {
 			return nil
 		}
 		for _, r := range s.RealServers {

@@ -53,17 +53,27 @@ func newLabUpCmd() *cobra.Command {
 	var o lab.Options
 	var out string
 	c := &cobra.Command{
-		Use:   "up [--name N] [--realservers K] [--datapath auto|nft] [-o FILE]",
+		Use:   "up [--name N] [--realservers K] [--topology nat|flat|client-on-director] [--datapath auto|nft|nft-stateless] [-o FILE]",
 		Short: "Build the lab and write its topology file",
 		Long: `Build the lab: namespaces NAME-client, NAME-director, NAME-rs1..K, NAME-router
 and NAME-sw; client 203.0.113.10, director 203.0.113.1 with the VIP
 203.0.113.100 and the DIP 198.18.0.1, real servers 198.18.0.2 and up, services
-tcp 203.0.113.100:80 (HTTP) and udp 203.0.113.100:53 (UDP echo), round robin.
+tcp 203.0.113.100:80 (HTTP), udp 203.0.113.100:53 (UDP echo),
+tcp 203.0.113.100:21 (FTP with PASV, through the director's FTP helper) and
+firewall mark 1 (tcp 203.0.113.100:8080 marked by a rule), round robin.
 Then wait until the client reaches the VIP, and write the topology file.
-Ctrl-C or an error removes whatever was built.`,
+Ctrl-C or an error removes whatever was built.
+
+--topology flat builds one-arm LVS-NAT: client, director and real servers on
+one LAN, the director with one interface holding 203.0.113.1, the VIP and the
+DIP. client-on-director writes the director itself as the client.
+--datapath nft-stateless balances without conntrack (notrack, a hash of the
+client's address and port, addresses rewritten in place), like IPVS; it has
+no FTP service.`,
 		Example: `  sudo lvsdoctor lab up
   sudo lvsdoctor lab up --name lvsd2 --realservers 5 -o lab2.yaml
-  sudo lvsdoctor lab up --realservers 3 --weights 1,2,3   # wrr`,
+  sudo lvsdoctor lab up --realservers 3 --weights 1,2,3   # wrr
+  sudo lvsdoctor lab up --topology flat --datapath nft-stateless`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.RealServers < 1 {
@@ -92,8 +102,9 @@ Ctrl-C or an error removes whatever was built.`,
 				return fmt.Errorf("lab is up, but writing %s failed: %w", out, err)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "lab %s is up: client 203.0.113.10, director 203.0.113.1 (VIP %s, DIP %s), %d real servers, datapath %s\n",
-				st.Name, lab.VIP, lab.DIP, st.Options.RealServers, st.Options.Datapath)
+			_, cip := st.TopologyClient()
+			fmt.Fprintf(w, "lab %s is up: client %s, director 203.0.113.1 (VIP %s, DIP %s), %d real servers, topology %s, datapath %s\n",
+				st.Name, cip, lab.VIP, lab.DIP, st.Options.RealServers, st.Options.Topology, st.Options.Datapath)
 			for _, s := range st.Services {
 				fmt.Fprintf(w, "  service %s %s -> %d real servers\n", s, s.Scheduler, len(s.RealServers))
 			}
@@ -108,7 +119,8 @@ Ctrl-C or an error removes whatever was built.`,
 	}
 	c.Flags().StringVar(&o.Name, "name", lab.DefaultName, "lab name (must start with \"lvsd\"); namespaces are NAME-ROLE")
 	c.Flags().IntVar(&o.RealServers, "realservers", 2, fmt.Sprintf("number of real servers (1-%d)", lab.MaxRealServers))
-	c.Flags().StringVar(&o.Datapath, "datapath", "auto", "director datapath: auto|nft (nft-stateless, ipvs: not implemented yet)")
+	c.Flags().StringVar(&o.Datapath, "datapath", "auto", "director datapath: auto|nft|nft-stateless (ipvs: not implemented yet)")
+	c.Flags().StringVar(&o.Topology, "topology", "nat", "lab topology: nat|flat (one-arm)|client-on-director")
 	c.Flags().IntSliceVar(&o.Weights, "weights", nil, "one weight per real server; makes the scheduler wrr")
 	c.Flags().StringVarP(&out, "output", "o", "lab.yaml", "where to write the topology file")
 	return c
@@ -293,15 +305,22 @@ code becomes lvsdoctor's.`,
 func newLabServeCmd() *cobra.Command {
 	var o lab.ServeOptions
 	c := &cobra.Command{
-		Use:    "serve --http ADDR:PORT | --udp-echo ADDR:PORT [--server-name NAME]",
+		Use:    "serve --http ADDR:PORT | --udp-echo ADDR:PORT | --ftp ADDR:PORT [--server-name NAME]",
 		Short:  "Run one real-server service (started by the lab inside a real server's namespace)",
 		Hidden: true,
 		Example: `  lvsdoctor lab serve --http 198.18.0.2:80 --server-name rs1
-  lvsdoctor lab serve --udp-echo 198.18.0.2:53`,
+  lvsdoctor lab serve --udp-echo 198.18.0.2:53
+  lvsdoctor lab serve --ftp 198.18.0.2:21 --server-name rs1`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if (o.HTTP == "") == (o.UDPEcho == "") {
-				return usageErr("give exactly one of --http ADDR:PORT or --udp-echo ADDR:PORT")
+			n := 0
+			for _, a := range []string{o.HTTP, o.UDPEcho, o.FTP} {
+				if a != "" {
+					n++
+				}
+			}
+			if n != 1 {
+				return usageErr("give exactly one of --http ADDR:PORT, --udp-echo ADDR:PORT or --ftp ADDR:PORT")
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -310,6 +329,7 @@ func newLabServeCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&o.HTTP, "http", "", "serve HTTP on ADDR:PORT, answering NAME")
 	c.Flags().StringVar(&o.UDPEcho, "udp-echo", "", "echo UDP datagrams on ADDR:PORT")
+	c.Flags().StringVar(&o.FTP, "ftp", "", "serve FTP (PASV) on ADDR:PORT")
 	c.Flags().StringVar(&o.Name, "server-name", "", "the name HTTP answers with (rs1)")
 	return c
 }

@@ -87,12 +87,23 @@ func (o *Options) normalize() error {
 		return fmt.Errorf("realservers %d: must be between 1 and %d", o.RealServers, MaxRealServers)
 	}
 	switch o.Datapath {
-	case "", "auto", "nft":
-		o.Datapath = "nft"
-	case "nft-stateless", "ipvs":
-		return fmt.Errorf("datapath %s: not implemented yet (use auto or nft)", o.Datapath)
+	case "", "auto", DatapathNft:
+		o.Datapath = DatapathNft
+	case DatapathNftStateless:
+	case "ipvs":
+		return fmt.Errorf("datapath ipvs: not implemented yet (use auto, nft or nft-stateless)")
 	default:
-		return fmt.Errorf("datapath %q: valid are auto, nft (nft-stateless and ipvs: not implemented yet)", o.Datapath)
+		return fmt.Errorf("datapath %q: valid are auto, nft, nft-stateless (ipvs: not implemented yet)", o.Datapath)
+	}
+	switch o.Topology {
+	case "":
+		o.Topology = TopologyNAT
+	case TopologyNAT, TopologyFlat, TopologyClientOnDirector:
+	default:
+		return fmt.Errorf("topology %q: valid are nat, flat, client-on-director", o.Topology)
+	}
+	if o.Topology == TopologyClientOnDirector && o.Datapath == DatapathNftStateless {
+		return fmt.Errorf("topology client-on-director needs datapath nft: the stateless datapath does not balance the director's own connections")
 	}
 	if len(o.Weights) > 0 {
 		if len(o.Weights) != o.RealServers {

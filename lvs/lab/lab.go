@@ -58,13 +58,43 @@ func mustCIDR(s string) *net.IPNet {
 	return n
 }
 
+// Topologies of the lab (Options.Topology).
+const (
+	// TopologyNAT is the seed's diagram: the client on the public LAN,
+	// the real servers on the private one, the director between them.
+	TopologyNAT = "nat"
+	// TopologyFlat is one-arm LVS-NAT, the HOWTO's "client and server on
+	// the same physical media": client, director, real servers and router
+	// on one bridge. The director has one interface holding its public
+	// address, the VIP and the DIP; the client and the real servers stay
+	// in different subnets, so traffic still goes through the director.
+	TopologyFlat = "flat"
+	// TopologyClientOnDirector is the NAT lab whose topology file names
+	// the director itself as the client (the HOWTO: not a valid test).
+	TopologyClientOnDirector = "client-on-director"
+)
+
+// Datapaths of the director (Options.Datapath).
+const (
+	// DatapathNft is nftables conntrack NAT (DNAT with numgen, masquerade).
+	DatapathNft = "nft"
+	// DatapathNftStateless is nftables without conntrack for the
+	// services: notrack, a jhash of the client's address and port picks
+	// the real server, the request's destination and the reply's source
+	// are rewritten in place. Like IPVS (and unlike conntrack NAT) it
+	// lets ICMP redirects through; it cannot help FTP.
+	DatapathNftStateless = "nft-stateless"
+)
+
 // Options describe a lab to build.
 type Options struct {
 	Name        string `json:"name"`
 	RealServers int    `json:"realservers"`
-	// Datapath: "auto" or "nft" (nftables conntrack NAT). "nft-stateless"
-	// and "ipvs" are not implemented yet.
+	// Datapath: "auto" or "nft" (nftables conntrack NAT), "nft-stateless"
+	// (see DatapathNftStateless). "ipvs" is not implemented yet.
 	Datapath string `json:"datapath"`
+	// Topology: "nat" (default), "flat" or "client-on-director".
+	Topology string `json:"topology,omitempty"`
 	// Weights, when set, gives one weight per real server and makes the
 	// schedulers wrr; otherwise every weight is 1 and the scheduler rr.
 	Weights []int `json:"weights,omitempty"`
@@ -97,6 +127,9 @@ type Host struct {
 	Ifaces    []Iface `json:"ifaces,omitempty"`
 	Gateway   string  `json:"gateway,omitempty"` // default route
 	Forward   bool    `json:"forward"`
+	// Conf overrides the lab's default net.ipv4.conf.{all,default,IFACE}
+	// values by key (send_redirects, arp_ignore...).
+	Conf map[string]string `json:"conf,omitempty"`
 }
 
 // RealServer of a service.
@@ -109,17 +142,37 @@ type RealServer struct {
 
 // Service is one virtual service.
 type Service struct {
-	Proto       string       `json:"proto"` // tcp, udp
-	VIP         string       `json:"vip"`
-	Port        int          `json:"port"`
+	Proto string `json:"proto"` // tcp, udp, fwmark
+	VIP   string `json:"vip"`
+	// Port is VPORT; for a firewall-mark service, the port the marking
+	// rule matches (with MarkProto).
+	Port int `json:"port"`
+	// Mark and MarkProto describe a firewall-mark service: packets to
+	// VIP, MarkProto port Port get mark Mark, and the service balances by
+	// mark.
+	Mark        uint32       `json:"mark,omitempty"`
+	MarkProto   string       `json:"mark_proto,omitempty"`
 	Scheduler   string       `json:"scheduler"`
-	Kind        string       `json:"kind"` // http, udp-echo: what the real servers run
+	Kind        string       `json:"kind"` // http, udp-echo, ftp, http-alt: what the real servers run
 	RealServers []RealServer `json:"realservers"`
 }
 
-// String is "tcp 203.0.113.100:80".
+// String is "tcp 203.0.113.100:80", or "fwmark 1" for a firewall-mark
+// service (as the topology file names services).
 func (s Service) String() string {
+	if s.Proto == "fwmark" {
+		return fmt.Sprintf("fwmark %d", s.Mark)
+	}
 	return s.Proto + " " + net.JoinHostPort(s.VIP, strconv.Itoa(s.Port))
+}
+
+// L4 is the transport protocol of the service's traffic: Proto, or
+// MarkProto for a firewall-mark service.
+func (s Service) L4() string {
+	if s.Proto == "fwmark" {
+		return s.MarkProto
+	}
+	return s.Proto
 }
 
 // Proc is a service process started on a real server.

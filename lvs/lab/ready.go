@@ -70,7 +70,7 @@ func (e *env) waitReady(ctx context.Context, timeout time.Duration) error {
 	var probes []probe
 	for _, svc := range e.st.Services {
 		for _, rs := range svc.RealServers {
-			probes = append(probes, probe{RoleDirector, svc.Proto, serviceAddr(svc, rs), rs.Name + " " + svc.Kind})
+			probes = append(probes, probe{RoleDirector, svc.L4(), serviceAddr(svc, rs), rs.Name + " " + svc.Kind})
 		}
 	}
 	err = parallel(ctx, 64, probes, func(p probe) error {
@@ -80,8 +80,14 @@ func (e *env) waitReady(ctx context.Context, timeout time.Duration) error {
 		return readyErr(err, timeout)
 	}
 	probes = probes[:0]
+	clients := []string{RoleClient}
+	if e.st.Options.Topology == TopologyClientOnDirector {
+		clients = append(clients, RoleDirector)
+	}
 	for _, svc := range e.st.Services {
-		probes = append(probes, probe{RoleClient, svc.Proto, net.JoinHostPort(svc.VIP, fmt.Sprint(svc.Port)), svc.String()})
+		for _, c := range clients {
+			probes = append(probes, probe{c, svc.L4(), net.JoinHostPort(svc.VIP, fmt.Sprint(svc.Port)), svc.String()})
+		}
 	}
 	err = parallel(ctx, 4, probes, func(p probe) error {
 		return e.waitReach(ctx, p.from, p.proto, p.addr, p.what)

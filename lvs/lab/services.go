@@ -20,6 +20,12 @@ import (
 const (
 	KindHTTP    = "http"
 	KindUDPEcho = "udp-echo"
+	// KindFTP is lvsdoctor's own minimal FTP server with PASV (see
+	// ServeFTP).
+	KindFTP = "ftp"
+	// KindHTTPAlt is the HTTP server of the firewall-mark service (port
+	// 8080): its own process, so that faults can stop one service alone.
+	KindHTTPAlt = "http-alt"
 )
 
 // ServeCommand gives the argv prefix that starts one real-server service
@@ -37,13 +43,17 @@ var ServeCommand = func() []string {
 type ServeOptions struct {
 	HTTP    string // ADDR:PORT
 	UDPEcho string // ADDR:PORT
+	FTP     string // ADDR:PORT
 	Name    string // what HTTP answers (rs1)
 }
 
 // ServeArgs are the flags of "lab serve" for one service.
 func ServeArgs(kind, addr, name string) []string {
-	if kind == KindUDPEcho {
+	switch kind {
+	case KindUDPEcho:
 		return []string{"--udp-echo", addr, "--server-name", name}
+	case KindFTP:
+		return []string{"--ftp", addr, "--server-name", name}
 	}
 	return []string{"--http", addr, "--server-name", name}
 }
@@ -61,6 +71,8 @@ func ParseServeArgs(args []string) (ServeOptions, error) {
 			o.HTTP = args[i+1]
 		case "--udp-echo":
 			o.UDPEcho = args[i+1]
+		case "--ftp":
+			o.FTP = args[i+1]
 		case "--server-name":
 			o.Name = args[i+1]
 		default:
@@ -72,11 +84,19 @@ func ParseServeArgs(args []string) (ServeOptions, error) {
 }
 
 // Serve runs one service until ctx ends: an HTTP server answering
-// "NAME\n" to any request, or a UDP echo.
+// "NAME\n" to any request, a UDP echo, or an FTP server (ServeFTP).
 func Serve(ctx context.Context, o ServeOptions) error {
+	n := 0
+	for _, a := range []string{o.HTTP, o.UDPEcho, o.FTP} {
+		if a != "" {
+			n++
+		}
+	}
 	switch {
-	case (o.HTTP == "") == (o.UDPEcho == ""):
-		return errors.New("give exactly one of --http ADDR:PORT or --udp-echo ADDR:PORT")
+	case n != 1:
+		return errors.New("give exactly one of --http ADDR:PORT, --udp-echo ADDR:PORT or --ftp ADDR:PORT")
+	case o.FTP != "":
+		return ServeFTP(ctx, o.FTP, o.Name)
 	case o.HTTP != "":
 		ln, err := net.Listen("tcp", o.HTTP)
 		if err != nil {

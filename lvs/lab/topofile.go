@@ -13,15 +13,24 @@ import (
 // file") to w.
 func (s *State) WriteTopology(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# lvsdoctor lab %s (written by 'lvsdoctor lab up'; datapath %s)\n", s.Name, s.Options.Datapath)
-	c := s.Host(RoleClient)
+	fmt.Fprintf(&b, "# lvsdoctor lab %s (written by 'lvsdoctor lab up'; topology %s, datapath %s)\n", s.Name, s.Options.Topology, s.Options.Datapath)
+	cns, cip := s.TopologyClient()
 	d := s.Host(RoleDirector)
-	fmt.Fprintf(&b, "client:\n  name: client\n  host: netns:%s\n  address: %s\n", c.Namespace, ClientIP)
+	fmt.Fprintf(&b, "client:\n  name: client\n  host: netns:%s\n  address: %s\n", cns, cip)
 	fmt.Fprintf(&b, "director:\n  name: director\n  host: netns:%s\n", d.Namespace)
 	b.WriteString("services:\n")
 	for _, svc := range s.Services {
-		fmt.Fprintf(&b, "  - vip: %s\n    proto: %s\n    scheduler: %s\n    persistent: false\n    realservers:\n",
-			net.JoinHostPort(svc.VIP, strconv.Itoa(svc.Port)), svc.Proto, svc.Scheduler)
+		if svc.Proto == "fwmark" {
+			port := strconv.Itoa(svc.Port)
+			if svc.MarkProto != "tcp" {
+				port = svc.MarkProto + "/" + port
+			}
+			fmt.Fprintf(&b, "  - vip: %s\n    proto: fwmark\n    mark: %d\n    ports: [%s]\n    scheduler: %s\n    persistent: false\n    realservers:\n",
+				svc.VIP, svc.Mark, port, svc.Scheduler)
+		} else {
+			fmt.Fprintf(&b, "  - vip: %s\n    proto: %s\n    scheduler: %s\n    persistent: false\n    realservers:\n",
+				net.JoinHostPort(svc.VIP, strconv.Itoa(svc.Port)), svc.Proto, svc.Scheduler)
+		}
 		for _, rs := range svc.RealServers {
 			h := s.Host(rs.Name)
 			fmt.Fprintf(&b, "      - address: %s\n        name: %s\n        host: netns:%s\n        forward: masq\n        weight: %d\n",

@@ -35,9 +35,14 @@ type Host struct {
 }
 
 type Service struct {
-	VIP         string       `yaml:"vip"`
-	Proto       string       `yaml:"proto"`
-	Mark        uint32       `yaml:"mark,omitempty"`
+	VIP   string `yaml:"vip"`
+	Proto string `yaml:"proto"`
+	Mark  uint32 `yaml:"mark,omitempty"`
+	// Ports, with proto fwmark, are what the check tests the service
+	// with: "8080" (tcp), "tcp/8080" or "udp/500", each to the VIP (which
+	// may then be a bare address). A real server's address without a
+	// port takes the first of them.
+	Ports       []string     `yaml:"ports,omitempty"`
 	Scheduler   string       `yaml:"scheduler,omitempty"`
 	Persistent  bool         `yaml:"persistent,omitempty"`
 	RealServers []RealServer `yaml:"realservers"`
@@ -85,10 +90,56 @@ func (r RealServer) W() int {
 	return *r.Weight
 }
 
-// VIPPort is VIP:VPORT; valid after Parse.
+// VIPPort is VIP:VPORT; valid after Parse. A firewall-mark service's vip
+// may be a bare address: the port is 0 then.
 func (s Service) VIPPort() netip.AddrPort {
-	ap, _ := parseAddrPort(s.VIP, 0)
-	return ap
+	if ap, err := parseAddrPort(s.VIP, 0); err == nil {
+		return ap
+	}
+	if a, err := netip.ParseAddr(s.VIP); err == nil && a.Is4() {
+		return netip.AddrPortFrom(a, 0)
+	}
+	return netip.AddrPort{}
+}
+
+// Test is one kind of test connection to a service: protocol and
+// VIP:PORT.
+type Test struct {
+	Proto string // tcp, udp
+	Dst   netip.AddrPort
+}
+
+// Tests lists the test connections a service takes: its own protocol to
+// VIP:VPORT, or, for a firewall-mark service, each of its ports.
+func (s Service) Tests() []Test {
+	vip := s.VIPPort()
+	if s.Proto == "tcp" || s.Proto == "udp" {
+		return []Test{{Proto: s.Proto, Dst: vip}}
+	}
+	var out []Test
+	for _, p := range s.Ports {
+		proto, port, err := parsePortSpec(p)
+		if err == nil && vip.Addr().IsValid() {
+			out = append(out, Test{Proto: proto, Dst: netip.AddrPortFrom(vip.Addr(), port)})
+		}
+	}
+	return out
+}
+
+// parsePortSpec reads "8080" (tcp), "tcp/8080" or "udp/500".
+func parsePortSpec(s string) (string, uint16, error) {
+	proto, num, ok := strings.Cut(s, "/")
+	if !ok {
+		proto, num = "tcp", s
+	}
+	if proto != "tcp" && proto != "udp" {
+		return "", 0, fmt.Errorf("protocol %q: valid are tcp and udp", proto)
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 1 || n > 65535 {
+		return "", 0, fmt.Errorf("%q is not a port (1..65535)", num)
+	}
+	return proto, uint16(n), nil
 }
 
 // String is the service as steps and findings name it: "tcp 203.0.113.100:80".
@@ -172,7 +223,7 @@ func decodeError(name string, err error) error {
 // validFields is appended to "unknown field" errors: the sets are short,
 // so naming all of them is still one readable line.
 const validFields = "; valid fields: client, director, services; in a host: name, host, address; " +
-	"in a service: vip, proto, mark, scheduler, persistent, realservers; " +
+	"in a service: vip, proto, mark, ports, scheduler, persistent, realservers; " +
 	"in a real server: address, name, host, forward, weight"
 
 type validator struct {
@@ -282,9 +333,26 @@ func (v *validator) service(path string, s *Service) {
 	default:
 		v.at(path+".proto", "proto %q: valid are tcp, udp, fwmark", s.Proto)
 	}
-	if s.Proto != "fwmark" || s.VIP != "" {
+	if s.Proto == "fwmark" {
+		if a, err := netip.ParseAddr(s.VIP); s.VIP != "" && (err != nil || !a.Is4()) {
+			if _, err := parseAddrPort(s.VIP, 0); err != nil {
+				v.at(path+".vip", "vip %q: %v; write the VIP (an IPv4 address), e.g. 203.0.113.100", s.VIP, err)
+			}
+		}
+		if len(s.Ports) > 0 && s.VIP == "" {
+			v.at(path+".ports", "ports need the vip to test them against: give `vip: VIP`")
+		}
+		for k, p := range s.Ports {
+			if _, _, err := parsePortSpec(p); err != nil {
+				v.at(fmt.Sprintf("%s.ports[%d]", path, k), "port %q: %v; write 8080, tcp/8080 or udp/500", p, err)
+			}
+		}
+	} else {
 		if _, err := parseAddrPort(s.VIP, 0); err != nil {
 			v.at(path+".vip", "vip %q: %v; write VIP:PORT, e.g. 203.0.113.100:80", s.VIP, err)
+		}
+		if len(s.Ports) > 0 {
+			v.at(path+".ports", "ports: only for proto fwmark (a %s service is tested on its VIP:PORT)", s.Proto)
 		}
 	}
 	switch s.Scheduler {
@@ -298,6 +366,11 @@ func (v *validator) service(path string, s *Service) {
 		v.at(path+".realservers", "service %s has no realservers", s.VIP)
 	}
 	vport := s.VIPPort().Port()
+	if vport == 0 && len(s.Ports) > 0 {
+		if _, p, err := parsePortSpec(s.Ports[0]); err == nil {
+			vport = p
+		}
+	}
 	for j := range s.RealServers {
 		r := &s.RealServers[j]
 		rp := fmt.Sprintf("%s.realservers[%d]", path, j)

@@ -74,6 +74,9 @@ func Run(ctx context.Context, a obs.ConnectArgs) obs.Connect {
 	if proto != "tcp" && proto != "udp" {
 		return fail("unknown proto " + a.Proto)
 	}
+	if a.App != "" && (a.App != AppFTP || proto != "tcp") {
+		return fail("unknown app " + a.App + " for " + proto + " (valid: ftp over tcp)")
+	}
 	dst, err := parseAddr(a.Dst)
 	if err != nil {
 		return fail(err.Error())
@@ -117,6 +120,23 @@ func Run(ctx context.Context, a obs.ConnectArgs) obs.Connect {
 		files[i] = f
 	}
 
+	// FTP: the data connection's socket too, here, in this namespace.
+	data := make([]*os.File, a.Count)
+	defer func() {
+		for _, f := range data {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}()
+	if proto == "tcp" && a.App == AppFTP {
+		for i := range data {
+			if files[i] != nil {
+				data[i], _, _ = socket(proto, src)
+			}
+		}
+	}
+
 	var wg sync.WaitGroup
 	for i := range files {
 		if files[i] == nil {
@@ -134,7 +154,7 @@ func Run(ctx context.Context, a obs.ConnectArgs) obs.Connect {
 					return
 				}
 			}
-			one(ctx, c, files[i], proto, dst, []byte(payload), a.Timeout)
+			one(ctx, c, files[i], data[i], proto, dst, []byte(payload), a, a.Timeout)
 		}(i)
 	}
 	wg.Wait()
@@ -186,41 +206,24 @@ func localAddr(fd int) string {
 	return ""
 }
 
-// one runs a single connection to its end.
-func one(ctx context.Context, c *obs.Conn, f *os.File, proto string, dst *unix.SockaddrInet4, payload []byte, timeout time.Duration) {
-	start := time.Now()
-	defer func() { c.Took = time.Since(start) }()
-	deadline := start.Add(timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = f.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = f.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	setErr := func(err error) {
-		c.Result = classify(err)
-		if ctx.Err() != nil && c.Result == Timeout && time.Now().Before(deadline) {
-			c.Result, err = Error, ctx.Err()
-		}
-		c.Error = err.Error()
-	}
-
+// connectFile connects the bound socket f to dst and returns it as a
+// net.Conn (TCP: once the handshake is done). It sets *local to the source
+// address the route chose.
+func connectFile(f *os.File, proto string, dst *unix.SockaddrInet4, local *string) (net.Conn, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
-		setErr(err)
-		return
+		return nil, err
 	}
 	var cerr error
 	sa := *dst // unix.Connect writes into its sockaddr: one copy per goroutine
 	_ = rc.Control(func(fd uintptr) {
 		cerr = unix.Connect(int(fd), &sa)
 		if l := localAddr(int(fd)); l != "" && !strings.HasPrefix(l, "0.0.0.0:") {
-			c.Local = l // the source address the route chose
+			*local = l // the source address the route chose
 		}
 	})
 	if cerr != nil && !errors.Is(cerr, unix.EINPROGRESS) {
-		setErr(os.NewSyscallError("connect", cerr))
-		return
+		return nil, os.NewSyscallError("connect", cerr)
 	}
 	if proto == "tcp" && cerr != nil {
 		// Wait for the handshake: writable, then SO_ERROR; a stale
@@ -249,11 +252,32 @@ func one(ctx context.Context, c *obs.Conn, f *os.File, proto string, dst *unix.S
 			werr = os.NewSyscallError("connect", soerr)
 		}
 		if werr != nil {
-			setErr(werr)
-			return
+			return nil, werr
 		}
 	}
-	nc, err := net.FileConn(f)
+	return net.FileConn(f)
+}
+
+// one runs a single connection to its end.
+func one(ctx context.Context, c *obs.Conn, f, data *os.File, proto string, dst *unix.SockaddrInet4, payload []byte, a obs.ConnectArgs, timeout time.Duration) {
+	start := time.Now()
+	defer func() { c.Took = time.Since(start) }()
+	deadline := start.Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = f.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = f.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	setErr := func(err error) {
+		c.Result = classify(err)
+		if ctx.Err() != nil && c.Result == Timeout && time.Now().Before(deadline) {
+			c.Result, err = Error, ctx.Err()
+		}
+		c.Error = err.Error()
+	}
+
+	nc, err := connectFile(f, proto, dst, &c.Local)
 	if err != nil {
 		setErr(err)
 		return
@@ -262,7 +286,11 @@ func one(ctx context.Context, c *obs.Conn, f *os.File, proto string, dst *unix.S
 	_ = nc.SetDeadline(deadline)
 	stop2 := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop2()
-	if _, err := nc.Write(payload); err != nil {
+	if proto == "tcp" && a.App == AppFTP {
+		ftp(c, nc, data, deadline)
+		return
+	}
+	if err := send(ctx, nc, proto, payload, a.Trickle); err != nil {
 		setErr(err)
 		return
 	}
@@ -294,6 +322,37 @@ func one(ctx context.Context, c *obs.Conn, f *os.File, proto string, dst *unix.S
 			c.Error = "connected, no answer before the timeout"
 		}
 	}
+}
+
+// send writes the payload: at once, or (TCP with trickle) a line at a
+// time, trickle apart.
+func send(ctx context.Context, nc net.Conn, proto string, payload []byte, trickle time.Duration) error {
+	if proto != "tcp" || trickle <= 0 {
+		_, err := nc.Write(payload)
+		return err
+	}
+	lines := strings.SplitAfter(string(payload), "\n")
+	for i, ln := range lines {
+		if ln == "" {
+			continue
+		}
+		if i > 0 {
+			select {
+			case <-time.After(trickle):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if _, err := io.WriteString(nc, ln); err != nil {
+			if i > 0 {
+				// The server answered (and closed) before the whole
+				// upload: its answer is what counts.
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func firstLine(b []byte) string {

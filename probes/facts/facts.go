@@ -152,17 +152,22 @@ func readStatic(f *obs.Facts, names map[int]string, fail func(string, error)) {
 }
 
 // Datapath is "ipvs" when IPVS has services, else "nft" when a rule
-// does DNAT, else "".
+// does conntrack DNAT, else "nft-stateless" when a rule rewrites the
+// destination in place (obs.NftRule.Stateless), else "".
 func Datapath(f obs.Facts) string {
 	if f.IPVS != nil && len(f.IPVS.Services) > 0 {
 		return "ipvs"
 	}
+	dp := ""
 	for _, r := range f.NftRules {
 		if r.NAT == "dnat" {
-			return "nft"
+			if !r.Stateless {
+				return "nft"
+			}
+			dp = "nft-stateless"
 		}
 	}
-	return ""
+	return dp
 }
 
 func linksOf(links []netlink.Link, names map[int]string) []obs.Link {
@@ -329,7 +334,7 @@ func readListeners() ([]obs.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("udp: %w", err)
 	}
-	return append(out, l...), nil
+	return append(append(out, l...), wildcard6Listeners()...), nil
 }
 
 // tcpListen is TCP_LISTEN of the kernel's TCP states.
@@ -354,7 +359,9 @@ func readIPVS() (*obs.IPVSTable, error) {
 // rules exist keeps two process starts off every check.
 func iptablesInUse(rules []obs.NftRule) (nft, legacy bool) {
 	for _, r := range rules {
-		if r.Opaque {
+		// iptables-nft writes most matches as native expressions: its
+		// tables (family ip, filter/nat/mangle/raw/security) tell too.
+		if r.Opaque || (r.Family == "ip" && iptablesNftTables[r.Table]) {
 			nft = true
 			break
 		}
@@ -363,6 +370,9 @@ func iptablesInUse(rules []obs.NftRule) (nft, legacy bool) {
 	legacy = err == nil && strings.TrimSpace(string(b)) != ""
 	return nft, legacy
 }
+
+// iptablesNftTables are the tables iptables with the nft backend writes.
+var iptablesNftTables = map[string]bool{"filter": true, "nat": true, "mangle": true, "raw": true, "security": true}
 
 func iptablesSave(ctx context.Context, nft, legacy bool, fail func(string, error)) string {
 	var cmds []string

@@ -120,6 +120,10 @@ func protoName(p byte) string {
 		return "sctp"
 	case unix.IPPROTO_ICMPV6:
 		return "icmpv6"
+	case unix.IPPROTO_ESP:
+		return "esp"
+	case unix.IPPROTO_AH:
+		return "ah"
 	}
 	return strconv.Itoa(int(p))
 }
@@ -158,7 +162,7 @@ func decodeRule(r *nftables.Rule, lookup setLookup) obs.NftRule {
 		switch v := e.(type) {
 		case *expr.Payload:
 			if v.OperationType != expr.PayloadLoad {
-				text = append(text, "payload write")
+				text = append(text, decodeWrite(r.Table, &or, v, reg(v.SourceRegister), l4, lookup))
 				continue
 			}
 			w := fmt.Sprintf("@%d,%d,%d", v.Base, v.Offset*8, v.Len*8)
@@ -257,6 +261,17 @@ func decodeRule(r *nftables.Rule, lookup setLookup) obs.NftRule {
 					}
 				}
 				text = append(text, fmt.Sprintf("%s %s%q", rs.what, op, n))
+			case "mark":
+				if len(v.Data) == 4 && len(rs.mask) == 0 {
+					m := binaryutil.NativeEndian.Uint32(v.Data)
+					if eq {
+						or.MarkMatch = &m
+					}
+					text = append(text, fmt.Sprintf("meta mark %s0x%x", op, m))
+				} else {
+					or.Opaque = true
+					text = append(text, fmt.Sprintf("meta mark %s0x%x", op, v.Data))
+				}
 			case "ct state":
 				if len(rs.mask) == 4 && v.Op == expr.CmpOpNeq && isZero(v.Data) {
 					s := ctStateNames(binaryutil.NativeEndian.Uint32(rs.mask))
@@ -324,6 +339,13 @@ func decodeRule(r *nftables.Rule, lookup setLookup) obs.NftRule {
 			text = append(text, "xt target "+v.Name)
 		case *expr.Notrack:
 			text = append(text, "notrack")
+		case *expr.Objref:
+			if v.Type == unix.NFT_OBJECT_CT_HELPER {
+				or.Helper = v.Name
+				text = append(text, fmt.Sprintf("ct helper set %q", v.Name))
+			} else {
+				text = append(text, fmt.Sprintf("objref type %d %q", v.Type, v.Name))
+			}
 		case *expr.Log:
 			text = append(text, "log")
 		case *expr.Limit:
@@ -337,6 +359,52 @@ func decodeRule(r *nftables.Rule, lookup setLookup) obs.NftRule {
 	}
 	or.Text = strings.Join(text, " ")
 	return or
+}
+
+// decodeWrite renders a payload write (`ip daddr set ...`). Writing the
+// destination address from a map or a constant is a DNAT done in place,
+// without conntrack (a stateless datapath): NAT "dnat" with Stateless set,
+// so the table reads the same as conntrack NAT.
+func decodeWrite(t *nftables.Table, or *obs.NftRule, v *expr.Payload, src *regState, l4 string, lookup setLookup) string {
+	what := fmt.Sprintf("@%d,%d,%d", v.Base, v.Offset*8, v.Len*8)
+	switch {
+	case v.Base == expr.PayloadBaseNetworkHeader && v.Offset == 12 && v.Len == 4:
+		what = "ip saddr"
+	case v.Base == expr.PayloadBaseNetworkHeader && v.Offset == 16 && v.Len == 4:
+		what = "ip daddr"
+	case v.Base == expr.PayloadBaseTransportHeader && v.Offset == 0 && v.Len == 2:
+		what = l4 + " sport"
+	case v.Base == expr.PayloadBaseTransportHeader && v.Offset == 2 && v.Len == 2:
+		what = l4 + " dport"
+	}
+	val := "?"
+	var targets []string
+	switch {
+	case src.set != "":
+		if lookup != nil {
+			if els, err := lookup(t, src.set); err == nil {
+				sort.Slice(els, func(i, j int) bool { return bytes.Compare(revKey(els[i].Key), revKey(els[j].Key)) < 0 })
+				for _, e := range els {
+					if !e.IntervalEnd && len(e.Val) >= 4 {
+						targets = append(targets, net.IP(e.Val[:4]).String())
+					}
+				}
+			}
+		}
+		val = "map @" + src.set
+		if len(targets) > 0 {
+			val = "map { " + strings.Join(targets, ", ") + " }"
+		}
+	case len(src.imm) == 4 && v.Base == expr.PayloadBaseNetworkHeader:
+		val = net.IP(src.imm).String()
+		targets = []string{val}
+	case len(src.imm) >= 2:
+		val = strconv.Itoa(int(binary.BigEndian.Uint16(src.imm)))
+	}
+	if what == "ip daddr" && len(targets) > 0 {
+		or.NAT, or.NATTo, or.Stateless = "dnat", targets, true
+	}
+	return what + " set " + val
 }
 
 func natTargets(t *nftables.Table, regs map[uint32]*regState, n *expr.NAT, lookup setLookup) []string {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lvsdoctor/lvsdoctor/lvs/ipvs"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 )
 
@@ -96,78 +97,8 @@ func hexAddrPort(s string) (string, error) {
 	return net.JoinHostPort(ip.String(), strconv.Itoa(int(port))), nil
 }
 
-// ParseIPVS reads /proc/net/ip_vs, whose addresses are big-endian hex:
-//
-//	TCP  CB007164:0050 rr persistent 360
-//	  -> C6120002:0050      Masq    1      0          0
-//	FWM  00000001 wlc
+// ParseIPVS reads /proc/net/ip_vs; the parser lives in lvs/ipvs.
 func ParseIPVS(r io.Reader) (*obs.IPVSTable, error) {
-	t := &obs.IPVSTable{Services: []obs.IPVSService{}}
-	sc := bufio.NewScanner(r)
-	var cur *obs.IPVSService
-	for sc.Scan() {
-		line := sc.Text()
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		switch f[0] {
-		case "TCP", "UDP", "SCTP", "FWM":
-			if len(f) < 3 {
-				return t, fmt.Errorf("ip_vs: short service line %q", line)
-			}
-			s := obs.IPVSService{Proto: strings.ToLower(f[0]), Scheduler: f[2], Dests: []obs.IPVSDest{}}
-			if f[0] == "FWM" {
-				s.Proto = "fwmark"
-				m, err := strconv.ParseUint(f[1], 16, 32)
-				if err != nil {
-					return t, fmt.Errorf("ip_vs: mark %q", f[1])
-				}
-				s.Mark = uint32(m)
-			} else {
-				a, err := hexAddrPortBE(f[1])
-				if err != nil {
-					return t, err
-				}
-				s.Addr = a
-			}
-			for _, x := range f[3:] {
-				if x == "persistent" {
-					s.Persistent = true
-				}
-			}
-			t.Services = append(t.Services, s)
-			cur = &t.Services[len(t.Services)-1]
-		case "->":
-			if cur == nil || len(f) < 6 || f[1] == "RemoteAddress:Port" {
-				continue
-			}
-			a, err := hexAddrPortBE(f[1])
-			if err != nil {
-				return t, err
-			}
-			d := obs.IPVSDest{Addr: a, Forward: strings.ToLower(f[2])}
-			d.Weight, _ = strconv.Atoi(f[3])
-			d.ActiveC, _ = strconv.Atoi(f[4])
-			d.InactiveC, _ = strconv.Atoi(f[5])
-			cur.Dests = append(cur.Dests, d)
-		}
-	}
-	return t, sc.Err()
-}
-
-func hexAddrPortBE(s string) (string, error) {
-	h, p, ok := strings.Cut(s, ":")
-	if !ok || len(h) != 8 {
-		return "", fmt.Errorf("ip_vs: bad address %q", s)
-	}
-	b, err := hex.DecodeString(h)
-	if err != nil {
-		return "", fmt.Errorf("ip_vs: bad address %q", s)
-	}
-	port, err := strconv.ParseUint(p, 16, 16)
-	if err != nil {
-		return "", fmt.Errorf("ip_vs: bad port %q", s)
-	}
-	return net.JoinHostPort(net.IP(b).String(), strconv.Itoa(int(port))), nil
+	t, err := ipvs.ParseProcIPVS(r)
+	return t.Obs(), err
 }

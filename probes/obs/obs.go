@@ -31,7 +31,7 @@ type Facts struct {
 	IPVS         *IPVSTable  `json:"ipvs,omitempty"` // nil: no IPVS in this kernel
 	Errors       []string    `json:"errors,omitempty"`
 	TakenAt      time.Time   `json:"taken_at"`
-	Datapath     string      `json:"datapath,omitempty"` // "ipvs", "nft", "" when not a director
+	Datapath     string      `json:"datapath,omitempty"` // "ipvs", "nft", "nft-stateless", "" when not a director
 	Extra        interface{} `json:"extra,omitempty"`
 }
 
@@ -124,10 +124,17 @@ type NftRule struct {
 	Verdict string `json:"verdict,omitempty"`
 	// NAT is dnat, snat, masquerade or "" ; NATTo lists the targets
 	// (addresses, or the map values of a numgen/jhash map).
-	NAT    string   `json:"nat,omitempty"`
-	NATTo  []string `json:"nat_to,omitempty"`
-	Mark   *uint32  `json:"mark,omitempty"` // meta mark set
-	Opaque bool     `json:"opaque,omitempty"`
+	NAT   string   `json:"nat,omitempty"`
+	NATTo []string `json:"nat_to,omitempty"`
+	Mark  *uint32  `json:"mark,omitempty"` // meta mark set
+	// MarkMatch is the mark the rule matches (meta mark == M).
+	MarkMatch *uint32 `json:"mark_match,omitempty"`
+	// Helper is the ct helper object the rule attaches (ct helper set).
+	Helper string `json:"helper,omitempty"`
+	// Stateless is set on a DNAT done by rewriting the address in place
+	// (payload write, no conntrack NAT).
+	Stateless bool `json:"stateless,omitempty"`
+	Opaque    bool `json:"opaque,omitempty"`
 	// Packets/Bytes are nil when the rule has no counter.
 	Packets *uint64 `json:"packets,omitempty"`
 	Bytes   *uint64 `json:"bytes,omitempty"`
@@ -233,6 +240,9 @@ type RouteGet struct {
 	PrefSrc string `json:"prefsrc,omitempty"`
 	Flags   string `json:"flags,omitempty"` // "redirected" where the kernel reports RTCF_REDIRECTED
 	Error   string `json:"error,omitempty"` // e.g. "network is unreachable"
+	// After is set on a lookup made again after the test traffic (a
+	// redirect received during the test shows only then).
+	After bool `json:"after,omitempty"`
 }
 
 // CaptureArgs starts a capture on every interface of a host at once
@@ -309,6 +319,15 @@ type ConnectArgs struct {
 	// Gap spaces the connections' starts, so that a round-robin scheduler
 	// sees them in order (0: all at once).
 	Gap time.Duration `json:"gap,omitempty"`
+	// App is what the connection says once up (TCP): "" sends Payload;
+	// "ftp" logs in, asks PASV, opens the data connection to the address
+	// of the 227 reply and lists a directory over it (Conn.Data).
+	App string `json:"app,omitempty"`
+	// Trickle, for TCP, sends the payload a line at a time, Trickle
+	// apart: a slow upload, whose acknowledgements come back one by one
+	// while the server waits in read (a real server acts on an ICMP
+	// redirect only then).
+	Trickle time.Duration `json:"trickle,omitempty"`
 }
 
 type Conn struct {
@@ -318,7 +337,19 @@ type Conn struct {
 	Result   string        `json:"result"` // ok, refused, reset, timeout, unreachable, error
 	Error    string        `json:"error,omitempty"`
 	Took     time.Duration `json:"took"`
-	Response string        `json:"response,omitempty"` // first line of the answer
+	Response string        `json:"response,omitempty"` // first line of the answer (FTP: the 227 reply)
+	// Data is the FTP data connection (App "ftp"), when a 227 reply came.
+	Data *DataConn `json:"data,omitempty"`
+}
+
+// DataConn is a second connection a test opened on the server's word (the
+// address of an FTP 227 reply, as the client received it).
+type DataConn struct {
+	Addr   string        `json:"addr"`            // IP:PORT the server named
+	Local  string        `json:"local,omitempty"` // CIP:CPORT
+	Result string        `json:"result"`          // as Conn.Result
+	Error  string        `json:"error,omitempty"`
+	Took   time.Duration `json:"took"`
 }
 
 type Connect struct {

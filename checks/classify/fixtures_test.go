@@ -55,3 +55,28 @@ func load(t *testing.T, path string, v any) {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
+
+// BenchmarkClassify times the classifier on every recorded case: the part
+// of a check that is pure computation.
+func BenchmarkClassify(b *testing.B) {
+	paths, _ := filepath.Glob("../../fixtures/*/observations.json")
+	var ins []*Input
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var in Input
+		if err := json.Unmarshal(raw, &in); err != nil {
+			b.Fatal(err)
+		}
+		ins = append(ins, &in)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, in := range ins {
+			Run(in)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(ins)), "µs/case")
+}

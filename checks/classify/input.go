@@ -45,6 +45,8 @@ type Host struct {
 	Ping      *obs.Ping      `json:"ping,omitempty"`
 	Trace     *obs.Trace     `json:"trace,omitempty"`
 	RouteGets []obs.RouteGet `json:"routegets,omitempty"`
+
+	flows map[flowKey][]obs.Packet // flowIndex's cache
 }
 
 // ServiceRun is one virtual service and the test connections made to it.

@@ -290,19 +290,48 @@ func flowPackets(h *Host, c obs.Conn) []obs.Packet {
 	if err != nil {
 		return nil
 	}
-	cip, cport := ca.Addr().String(), int(ca.Port())
-	var out []obs.Packet
+	return h.flowIndex()[flowKey{c.Proto, ca.Addr().String(), int(ca.Port())}]
+}
+
+// flowKey names a test connection by its client end.
+type flowKey struct {
+	proto string
+	addr  string
+	port  int
+}
+
+// flowIndex groups the host's captured packets by the client end of the
+// connection they belong to (an ICMP error by the one it quotes), once:
+// rules ask for every connection's packets on every host, and scanning the
+// capture each time costs quadratic time on a cluster of fifty.
+func (h *Host) flowIndex() map[flowKey][]obs.Packet {
+	if h.flows != nil {
+		return h.flows
+	}
+	h.flows = map[flowKey][]obs.Packet{}
+	add := func(k flowKey, p obs.Packet) { h.flows[k] = append(h.flows[k], p) }
 	for _, p := range h.Capture.Packets {
-		if p.Proto == c.Proto && ((p.Src == cip && p.SrcPort == cport) || (p.Dst == cip && p.DstPort == cport)) {
-			out = append(out, p)
+		q := &p
+		if p.Proto == "icmp" {
+			if p.Inner == nil {
+				continue
+			}
+			q = p.Inner
+		}
+		if q.Proto != "tcp" && q.Proto != "udp" {
 			continue
 		}
-		if p.Proto == "icmp" && p.Inner != nil && p.Inner.Proto == c.Proto &&
-			((p.Inner.Src == cip && p.Inner.SrcPort == cport) || (p.Inner.Dst == cip && p.Inner.DstPort == cport)) {
-			out = append(out, p)
+		// Both ends are candidates: which one is the client is known only
+		// to the caller. A packet between two candidate ends (src and dst
+		// the same key) is added once.
+		ks := flowKey{q.Proto, q.Src, q.SrcPort}
+		kd := flowKey{q.Proto, q.Dst, q.DstPort}
+		add(ks, p)
+		if kd != ks {
+			add(kd, p)
 		}
 	}
-	return out
+	return h.flows
 }
 
 func fmtPacket(p obs.Packet) string {

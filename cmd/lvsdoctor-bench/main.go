@@ -111,7 +111,7 @@ func runCheck(bin, topo string) sample {
 	sc := bufio.NewScanner(&stderr)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 5 && f[0] == "lvsdoctor-stats" && f[3] == "maxrss_kb" {
+		if len(f) >= 5 && f[0] == "lvsdoctor-stats" && f[3] == "maxrss_kb" {
 			if n, err := strconv.ParseInt(f[4], 10, 64); err == nil && n > s.agtKB {
 				s.agtKB = n
 			}

@@ -299,6 +299,8 @@ func (v *validator) host(path string, h Host) {
 // ValidHost checks the form of a host string (DESIGN.md, Reaching hosts).
 func ValidHost(s string) error {
 	switch {
+	case s == "FILL-IN":
+		return fmt.Errorf("host FILL-IN: lvsdoctor discover could not know how to reach this host; write netns:NAME, ssh://[user@]host[:port], user@host or an ~/.ssh/config alias")
 	case s == "local":
 		return nil
 	case strings.HasPrefix(s, "netns:"):

@@ -33,19 +33,13 @@ func ruleRSDirectRouteToClient(v *view) []result.Finding {
 		f := newFinding("rs-direct-route-to-client", h.Label)
 		f.Summary = fmt.Sprintf("%s reaches the client %s directly on %s, past the director", h.Label, v.cip, rg.Dev)
 		f.Interface = rg.Dev
-		f.Evidence = append(f.Evidence, fmt.Sprintf("ip route get %s from %s → %s", v.cip, rip, fmtRouteGet(rg)))
+		ev := v.replyRouteEvidence(h, rip, rg, dipIface)
+		f.Evidence = append(f.Evidence, ev[0])
 		r := matchingRoute(h, v.cip)
 		if r != nil {
 			f.Evidence = append(f.Evidence, fmt.Sprintf("the route that matches: %s (more specific than the default via the director)", fmtRoute(r)))
 		}
-		if h.Trace != nil && len(h.Trace.Hops) > 0 {
-			first := h.Trace.Hops[0].Addr
-			if first == "" {
-				first = "no answer"
-			}
-			f.Evidence = append(f.Evidence, fmt.Sprintf("traceroute -n -s %s %s: first hop %s", rip, v.cip, first))
-		}
-		f.Evidence = append(f.Evidence, v.replyPathEvidence(h, dipIface, "")...)
+		f.Evidence = append(f.Evidence, ev[1:]...)
 		if r != nil && r.Dst != "default" {
 			f.Remedy = append(f.Remedy, fmt.Sprintf("ip route del %s   # on %s: the route that bypasses the director", fmtRoute(r), h.Label))
 		} else {

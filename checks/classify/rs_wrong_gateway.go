@@ -2,8 +2,10 @@ package classify
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/lvsdoctor/lvsdoctor/checks/result"
+	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 )
 
 func init() { addRule(ruleRSWrongGateway) }
@@ -45,16 +47,7 @@ func ruleRSWrongGateway(v *view) []result.Finding {
 		f := newFinding(id, h.Label)
 		f.Summary = summary
 		f.Interface = rg.Dev
-		f.Evidence = append(f.Evidence, fmt.Sprintf("ip route get %s from %s → %s", v.cip, rip, fmtRouteGet(rg)))
-		if h.Trace != nil && len(h.Trace.Hops) > 0 {
-			hop := h.Trace.Hops[0]
-			first := hop.Addr
-			if first == "" {
-				first = "no answer"
-			}
-			f.Evidence = append(f.Evidence, fmt.Sprintf("traceroute -n -s %s %s: first hop %s", rip, v.cip, first))
-		}
-		f.Evidence = append(f.Evidence, v.replyPathEvidence(h, dipIface, rg.Gateway)...)
+		f.Evidence = append(f.Evidence, v.replyRouteEvidence(h, rip, rg, dipIface)...)
 		if dip.IsValid() {
 			f.Remedy = append(f.Remedy, fmt.Sprintf("ip route replace default via %s   # on %s", dip, h.Label))
 		} else {
@@ -132,4 +125,18 @@ func (v *view) replyPathEvidence(h *Host, dipIface, gw string) []string {
 		ev = append(ev, fmt.Sprintf("the client received %d packets straight from %s, not from the VIP: they match no connection it made", atClient, rip))
 	}
 	return ev
+}
+
+// replyRouteEvidence is what shows where a real server's replies go: the
+// route lookup, traceroute's first hop, and the replies on the wire.
+func (v *view) replyRouteEvidence(h *Host, rip netip.Addr, rg *obs.RouteGet, dipIface string) []string {
+	ev := []string{fmt.Sprintf("ip route get %s from %s → %s", v.cip, rip, fmtRouteGet(rg))}
+	if h.Trace != nil && len(h.Trace.Hops) > 0 {
+		first := h.Trace.Hops[0].Addr
+		if first == "" {
+			first = "no answer"
+		}
+		ev = append(ev, fmt.Sprintf("traceroute -n -s %s %s: first hop %s", rip, v.cip, first))
+	}
+	return append(ev, v.replyPathEvidence(h, dipIface, rg.Gateway)...)
 }

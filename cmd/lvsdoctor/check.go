@@ -34,6 +34,7 @@ type checkFlags struct {
 	noColor        bool
 	observations   string
 	verbose        bool
+	dryRun         bool
 	ssh            transport.SSHOptions
 }
 
@@ -81,6 +82,7 @@ func (f *checkFlags) register(c *cobra.Command) {
 	fl.DurationVar(&f.timeout, "timeout", time.Second, "how long a probe waits for an answer that may never come")
 	fl.IntVar(&f.maxConnections, "max-connections", 64, "at most this many test connections per service")
 	fl.BoolVar(&f.static, "static", false, "look only: no test traffic, no capture")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print what would run on which host (with the equivalent manual commands), contact none")
 	fl.StringVar(&f.pcapDir, "pcap", "", "keep every host's capture as pcapng in this directory (on that host)")
 	fl.BoolVar(&f.strict, "strict", false, "warnings count as faults (exit 1)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress, and on stdout only the verdict line (text format)")
@@ -127,6 +129,9 @@ func (f checkFlags) validate() error {
 
 // checkTopology runs the check on a parsed topology and writes the result.
 func checkTopology(cmd *cobra.Command, f checkFlags, top *topology.Topology) error {
+	if f.dryRun {
+		return printPlan(top, f)
+	}
 	if err := needPrivileges(top); err != nil {
 		return &exitError{code: exitInconclusive, err: err}
 	}
@@ -240,5 +245,30 @@ func needPrivileges(top *topology.Topology) error {
 	if miss := caps.Missing(need...); len(miss) > 0 {
 		return fmt.Errorf("this check needs %s (entering namespaces, reading firewall rules, raw sockets for ping, traceroute and capture); run it as root (sudo)", strings.Join(miss, ", "))
 	}
+	return nil
+}
+
+// printPlan is --dry-run: what each host would see, so an operator can
+// judge a check before pointing it at production.
+func printPlan(top *topology.Topology, f checkFlags) error {
+	plan := checks.DryRun(top, checks.Options{Timeout: f.timeout, MaxConnections: f.maxConnections, Static: f.static})
+	if f.format == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(plan)
+	}
+	last := ""
+	for _, p := range plan {
+		if p.Host != last {
+			fmt.Printf("\n%s (%s)\n", p.Host, p.Spec)
+			last = p.Host
+		}
+		mark := " "
+		if p.Traffic {
+			mark = "*"
+		}
+		fmt.Printf("  %s %-48s %s\n", mark, p.What, p.Command)
+	}
+	fmt.Println("\n* sends packets; nothing else changes anything on the hosts")
 	return nil
 }

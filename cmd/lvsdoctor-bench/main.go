@@ -5,6 +5,10 @@
 //
 //	sudo go run ./cmd/lvsdoctor-bench -n 5
 //
+// With -ssh it times the healthy check over SSH instead (a lab built with
+// --ssh, the check started inside its management namespace): netns, the
+// first SSH run (the agent uploaded) and the second (--keep-agent reuses it).
+//
 // It builds lvsdoctor itself, so it measures the binary an operator runs.
 package main
 
@@ -37,6 +41,7 @@ func main() {
 	runs := flag.Int("n", 5, "runs per case")
 	big := flag.Int("realservers", 50, "real servers of the big lab (0 skips it)")
 	faults := flag.String("faults", "rs-no-listener,rs-wrong-gateway,director-no-forwarding,director-no-masquerade,director-firewall-drops-replies,director-rpfilter-requests", "faults to time, comma-separated")
+	sshMode := flag.Bool("ssh", false, "time the healthy check over SSH instead (lab up --ssh): netns, SSH first run (upload) and SSH --keep-agent second run")
 	flag.Parse()
 	if err := lab.CheckPrivileges(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -47,6 +52,10 @@ func main() {
 	defer os.RemoveAll(dir)
 	bin, err := labtest.BuildBinary(dir)
 	check(err)
+	if *sshMode {
+		measureSSH(bin, dir, *runs)
+		return
+	}
 
 	small := measureLab(bin, dir, 2, *runs, strings.Split(*faults, ","))
 	if *big > 0 {
@@ -92,13 +101,83 @@ func measureLab(bin, dir string, k, runs int, faults []string) map[string][]samp
 	return out
 }
 
-func runCheck(bin, topo string) sample {
-	cmd := exec.Command(bin, "check", "-f", topo, "--format", "json", "-q")
+// measureSSH builds a lab with --ssh and times the healthy check over
+// netns (from this namespace) and over SSH through the bastion (from the
+// management namespace, as 'lab exec mgmt -- lvsdoctor check' does): a
+// first run with --keep-agent (nothing cached: compress, upload, check the
+// hash) and the second one (the cached agent is reused). The cached copies
+// it made in ~/.cache/lvsdoctor are removed at the end.
+func measureSSH(bin, dir string, runs int) {
+	name := "lvsdbenchssh"
+	_ = lab.Down(name)
+	t0 := time.Now()
+	st, err := lab.Up(context.Background(), lab.Options{Name: name, RealServers: 2, SSH: true})
+	check(err)
+	defer lab.Down(name)
+	fmt.Printf("lab with 2 real servers and sshd up in %s\n", time.Since(t0).Round(time.Millisecond))
+	topo := filepath.Join(dir, "lab2.yaml")
+	check(st.WriteTopologyFile(topo))
+	home, _ := os.UserHomeDir()
+	cache := filepath.Join(home, ".cache", "lvsdoctor")
+	_, statErr := os.Stat(cache)
+	hadCache := statErr == nil
+	before := map[string]bool{}
+	old, _ := filepath.Glob(filepath.Join(cache, "lvsdoctor-*"))
+	for _, f := range old {
+		before[f] = true
+	}
+	clean := func() {
+		now, _ := filepath.Glob(filepath.Join(cache, "lvsdoctor-*"))
+		for _, f := range now {
+			if !before[f] {
+				os.Remove(f)
+			}
+		}
+	}
+	defer func() {
+		clean()
+		if !hadCache {
+			os.Remove(cache) // only if empty
+		}
+	}()
+	ssh := []string{"--ssh-config", st.SSH.Config, "--keep-agent"}
+	out := map[string][]sample{}
+	order := []string{"netns", "ssh first run (upload)", "ssh --keep-agent (2nd run)"}
+	pause := func() { time.Sleep(1100 * time.Millisecond) } // ICMP rate limit, as measureLab
+	for i := 0; i < runs; i++ {
+		out[order[0]] = append(out[order[0]], runCheckIn("", bin, topo))
+		pause()
+		clean()
+		out[order[1]] = append(out[order[1]], runCheckIn(st.SSH.Mgmt, bin, st.SSH.Topology, ssh...))
+		pause()
+		out[order[2]] = append(out[order[2]], runCheckIn(st.SSH.Mgmt, bin, st.SSH.Topology, ssh...))
+		pause()
+	}
+	fmt.Printf("%-34s %8s %8s %8s %12s %12s\n", "healthy check, 2 rs", "median", "min", "max", "ctl MiB", "agent MiB")
+	for _, c := range order {
+		m := median(out[c])
+		lo, hi := minmax(out[c])
+		fmt.Printf("%-34s %8s %8s %8s %12.1f %12.1f   (exit %d)\n", c, ms(m.wall), ms(lo), ms(hi),
+			float64(maxCtl(out[c]))/1024, float64(maxAgt(out[c]))/1024, m.exit)
+	}
+}
+
+func runCheck(bin, topo string) sample { return runCheckIn("", bin, topo) }
+
+// runCheckIn times one check started from a thread in namespace ns ("":
+// this one), so that its connections start there.
+func runCheckIn(ns, bin, topo string, extra ...string) sample {
+	cmd := exec.Command(bin, append([]string{"check", "-f", topo, "--format", "json", "-q"}, extra...)...)
 	cmd.Env = append(os.Environ(), "LVSDOCTOR_STATS=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
-	err := cmd.Run()
+	var err error
+	if ns == "" {
+		err = cmd.Run()
+	} else if err = lab.RunIn(ns, cmd.Start); err == nil {
+		err = cmd.Wait()
+	}
 	s := sample{wall: time.Since(start)}
 	if ee, ok := err.(*exec.ExitError); ok {
 		s.exit = ee.ExitCode()

@@ -53,7 +53,7 @@ func newLabUpCmd() *cobra.Command {
 	var o lab.Options
 	var out string
 	c := &cobra.Command{
-		Use:   "up [--name N] [--realservers K] [--topology nat|flat|client-on-director] [--datapath auto|nft|nft-stateless] [-o FILE]",
+		Use:   "up [--name N] [--realservers K] [--topology nat|flat|client-on-director] [--datapath auto|nft|nft-stateless|ipvs] [-o FILE]",
 		Short: "Build the lab and write its topology file",
 		Long: `Build the lab: namespaces NAME-client, NAME-director, NAME-rs1..K, NAME-router
 and NAME-sw; client 203.0.113.10, director 203.0.113.1 with the VIP
@@ -109,6 +109,15 @@ no FTP service.`,
 				fmt.Fprintf(w, "  service %s %s -> %d real servers\n", s, s.Scheduler, len(s.RealServers))
 			}
 			fmt.Fprintf(w, "topology file: %s\n", out)
+			if ss := st.SSH; ss != nil {
+				fmt.Fprintf(w, "management network %s in namespace %s (bastion %s); sshd on every host\n", lab.MgmtNet, ss.Mgmt, ss.Addrs[lab.RoleBastion])
+				fmt.Fprintf(w, "  ssh topology: %s (through the bastion), %s (direct)", ss.Topology, ss.Direct)
+				if ss.SudoTopo != "" {
+					fmt.Fprintf(w, ", %s (%s, sudo -n)", ss.SudoTopo, ss.User)
+				}
+				fmt.Fprintf(w, "\n  ssh_config %s, known_hosts %s, key %s\n", ss.Config, ss.KnownHosts, ss.Key)
+				fmt.Fprintf(w, "  check over SSH from the management namespace:\n    sudo lvsdoctor lab exec%s mgmt -- lvsdoctor check -f %s --ssh-config %s\n", nameFlagFor(st.Name), ss.Topology, ss.Config)
+			}
 			nameFlag := ""
 			if st.Name != lab.DefaultName {
 				nameFlag = " --name " + st.Name
@@ -119,11 +128,20 @@ no FTP service.`,
 	}
 	c.Flags().StringVar(&o.Name, "name", lab.DefaultName, "lab name (must start with \"lvsd\"); namespaces are NAME-ROLE")
 	c.Flags().IntVar(&o.RealServers, "realservers", 2, fmt.Sprintf("number of real servers (1-%d)", lab.MaxRealServers))
-	c.Flags().StringVar(&o.Datapath, "datapath", "auto", "director datapath: auto|nft|nft-stateless (ipvs: not implemented yet)")
+	c.Flags().StringVar(&o.Datapath, "datapath", "auto", "director datapath: auto (ipvs where the kernel has it, else nft)|nft|nft-stateless|ipvs")
 	c.Flags().StringVar(&o.Topology, "topology", "nat", "lab topology: nat|flat (one-arm)|client-on-director")
 	c.Flags().IntSliceVar(&o.Weights, "weights", nil, "one weight per real server; makes the scheduler wrr")
 	c.Flags().StringVarP(&out, "output", "o", "lab.yaml", "where to write the topology file")
+	c.Flags().BoolVar(&o.SSH, "ssh", false, "also build a management network (namespace NAME-mgmt, a bastion) with an OpenSSH sshd in every host, and write topologies with SSH hosts")
+	c.Flags().StringVar(&o.SSHUser, "ssh-user", "", "with --ssh: an existing non-root user that may log in with the lab's key and gets a NOPASSWD sudoers drop-in (removed at lab down)")
 	return c
+}
+
+func nameFlagFor(name string) string {
+	if name == lab.DefaultName {
+		return ""
+	}
+	return " --name " + name
 }
 
 func newLabDownCmd() *cobra.Command {
@@ -260,18 +278,25 @@ names another (e.g. rs-no-listener@rs2). --clear restores the healthy lab;
 func newLabExecCmd() *cobra.Command {
 	var name string
 	c := &cobra.Command{
-		Use:   "exec HOST -- CMD [ARGS...]",
+		Use:   "exec [HOST] -- CMD [ARGS...]",
 		Short: "Run a command inside a lab namespace",
 		Long: `Run a command inside the network namespace of a lab host: a role (client,
-director, router, sw, rs1...) or a full namespace name (lvsd-rs1). Its exit
+director, router, sw, rs1...), mgmt or bastion (lab up --ssh), or a full
+namespace name (lvsd-rs1). Without HOST: the management namespace. Its exit
 code becomes lvsdoctor's.`,
 		Example: `  sudo lvsdoctor lab exec client -- curl -s http://203.0.113.100/
   sudo lvsdoctor lab exec director -- nft list ruleset
-  sudo lvsdoctor lab exec lvsd-rs1 -- ip route`,
+  sudo lvsdoctor lab exec lvsd-rs1 -- ip route
+  sudo lvsdoctor lab exec mgmt -- lvsdoctor check -f /run/lvsdoctor/labs/lvsd/ssh.yaml --ssh-config /run/lvsdoctor/labs/lvsd/ssh/ssh_config`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
+			if dash == 0 && len(args) > 0 {
+				// No host: the management namespace (lab up --ssh).
+				args = append([]string{lab.RoleMgmt}, args...)
+				dash = 1
+			}
 			if len(args) < 2 || dash != 1 {
-				return usageErr("usage: lvsdoctor lab exec HOST -- CMD [ARGS...]\nsee '%s --help'", cmd.CommandPath())
+				return usageErr("usage: lvsdoctor lab exec [HOST] -- CMD [ARGS...]\nsee '%s --help'", cmd.CommandPath())
 			}
 			if err := labPrivileges(); err != nil {
 				return err
@@ -279,11 +304,11 @@ code becomes lvsdoctor's.`,
 			host, argv := args[0], args[1:]
 			ns := host
 			if st, err := lab.Load(name); err == nil {
-				h, err := st.ResolveHost(host)
+				n, err := st.Namespace(host)
 				if err != nil {
 					return usageErr("%v", err)
 				}
-				ns = h.Namespace
+				ns = n
 			} else if _, serr := os.Stat(lab.NetnsDir + "/" + host); serr != nil {
 				return usageErr("%v", err)
 			}

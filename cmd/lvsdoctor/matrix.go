@@ -19,9 +19,11 @@ func newLabMatrixCmd() *cobra.Command {
 		format   string
 		parallel int
 		only     []string
+		datapath string
+		timeout  time.Duration
 	)
 	c := &cobra.Command{
-		Use:   "matrix [--parallel N] [--fault ID]... [--format text|json]",
+		Use:   "matrix [--parallel N] [--fault ID]... [--datapath nft|nft-stateless|ipvs] [--format text|json]",
 		Short: "Every fault: build a lab, inject, check, tear down; print fault × findings",
 		Long: `matrix runs the whole fault catalogue against the check: for the healthy lab
 and for every fault and variant it builds a fresh lab (labs lvsdm0, lvsdm1..
@@ -33,7 +35,8 @@ fault is missed or misnamed, when an extra error finding appears, or when the
 healthy lab reports anything.`,
 		Example: `  sudo lvsdoctor lab matrix
   sudo lvsdoctor lab matrix --fault rs-wrong-gateway --fault director-no-forwarding
-  sudo lvsdoctor lab matrix --format json > matrix.json`,
+  sudo lvsdoctor lab matrix --format json > matrix.json
+  sudo lvsdoctor lab matrix --datapath ipvs   # on a kernel with IPVS`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
@@ -45,7 +48,15 @@ healthy lab reports anything.`,
 			if err := labPrivileges(); err != nil {
 				return err
 			}
-			cases := matrix.Cases()
+			switch datapath {
+			case "", "nft", "nft-stateless", "ipvs":
+			default:
+				return usageErr("--datapath %q: valid are nft, nft-stateless, ipvs (default: each fault's own lab)", datapath)
+			}
+			cases := matrix.CasesFor(datapath)
+			for i := range cases {
+				cases[i].Timeout = timeout
+			}
 			if len(only) > 0 {
 				var keep []matrix.Case
 				for _, c := range cases {
@@ -121,6 +132,8 @@ healthy lab reports anything.`,
 	c.Flags().StringVar(&format, "format", "text", "text or json")
 	c.Flags().IntVar(&parallel, "parallel", runtime.NumCPU(), "labs at once")
 	c.Flags().StringArrayVar(&only, "fault", nil, "only this fault (repeatable; 'healthy' for the healthy lab)")
+	c.Flags().DurationVar(&timeout, "timeout", 0, "the check's probe timeout (default the check's own, 1s); more on slow machines such as an emulated VM")
+	c.Flags().StringVar(&datapath, "datapath", "", "every lab on this datapath: nft, nft-stateless or ipvs (kernel IPVS; adds the IPVS-only faults); default each fault's own")
 	return c
 }
 

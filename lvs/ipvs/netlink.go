@@ -49,6 +49,11 @@ func ReadClient(c cfipvs.Client) (*Table, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNoIPVS, err)
 	}
 	svcs, err := c.Services()
+	if err != nil && t.Version != "" && errors.Is(err, os.ErrNotExist) {
+		// cloudflare/ipvs answers an empty dump with ErrNotExist; Info
+		// answered, so the family exists and the table is empty.
+		svcs, err = nil, nil
+	}
 	if err != nil {
 		if noFamily(err) {
 			return nil, fmt.Errorf("%w: %v", ErrNoIPVS, err)

@@ -87,13 +87,14 @@ func (o *Options) normalize() error {
 		return fmt.Errorf("realservers %d: must be between 1 and %d", o.RealServers, MaxRealServers)
 	}
 	switch o.Datapath {
-	case "", "auto", DatapathNft:
-		o.Datapath = DatapathNft
-	case DatapathNftStateless:
-	case "ipvs":
-		return fmt.Errorf("datapath ipvs: not implemented yet (use auto, nft or nft-stateless)")
+	case "", "auto", DatapathNft, DatapathNftStateless, DatapathIPVS:
+		dp, err := normalizeDatapathIPVS(o.Datapath) // auto: ipvs where the kernel has it
+		if err != nil {
+			return err
+		}
+		o.Datapath = dp
 	default:
-		return fmt.Errorf("datapath %q: valid are auto, nft, nft-stateless (ipvs: not implemented yet)", o.Datapath)
+		return fmt.Errorf("datapath %q: valid are auto, nft, nft-stateless, ipvs", o.Datapath)
 	}
 	switch o.Topology {
 	case "":
@@ -140,6 +141,14 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 	}
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
+	}
+	if o.SSH || o.SSHUser != "" {
+		if !o.SSH {
+			return nil, fmt.Errorf("--ssh-user needs --ssh")
+		}
+		if err := checkSSHPrereqs(o); err != nil {
+			return nil, err
+		}
 	}
 	if Exists(o.Name) {
 		return nil, fmt.Errorf("lab %s already exists (run 'lvsdoctor lab down --name %s' first)", o.Name, o.Name)
@@ -198,6 +207,12 @@ func Up(ctx context.Context, o Options) (st *State, err error) {
 	}
 	if err := e.waitReady(ctx, 10*time.Second); err != nil {
 		return nil, err
+	}
+	if o.SSH {
+		progress("management network and sshd...")
+		if err := e.upSSH(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := st.save(); err != nil {
 		return nil, err
@@ -359,6 +374,9 @@ func (e *env) applyHost(h *Host, fresh bool) error {
 		return err
 	}
 	want := map[string]bool{"lo": true}
+	if e.st.SSH != nil {
+		want[MgmtIface] = true // the management network (ssh.go) stays
+	}
 	for i := range h.Ifaces {
 		ifc := &h.Ifaces[i]
 		want[ifc.Name] = true

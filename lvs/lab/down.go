@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -30,6 +31,9 @@ func Down(name string) error {
 		for _, h := range st.Hosts {
 			nsNames[h.Namespace] = true
 		}
+		for _, n := range sshNamespaces(st) {
+			nsNames[n] = true
+		}
 	} else if !errors.Is(err, ErrNoLab) {
 		errs = append(errs, err)
 	}
@@ -42,6 +46,7 @@ func Down(name string) error {
 		}
 	}
 	errs = append(errs, downNamespaces(nsNames, inodes, st))
+	errs = append(errs, downSSH(name, st))
 	if err := os.RemoveAll(StateDir(name)); err != nil {
 		errs = append(errs, err)
 	}
@@ -135,6 +140,14 @@ func DownAll() error {
 	}
 	if err := downNamespaces(nsNames, inodes, nil); err != nil {
 		errs = append(errs, err)
+	}
+	// Sudoers drop-ins of labs whose state is gone (lab up --ssh-user).
+	if m, _ := filepath.Glob(filepath.Join(sudoersDir, "lvsdoctor-lab-*")); len(m) > 0 {
+		for _, p := range m {
+			if err := os.Remove(p); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -91,7 +91,8 @@ type Options struct {
 	Name        string `json:"name"`
 	RealServers int    `json:"realservers"`
 	// Datapath: "auto" or "nft" (nftables conntrack NAT), "nft-stateless"
-	// (see DatapathNftStateless). "ipvs" is not implemented yet.
+	// (see DatapathNftStateless), "ipvs" (kernel IPVS, see ipvs.go; "auto"
+	// picks it where the kernel has IPVS).
 	Datapath string `json:"datapath"`
 	// Topology: "nat" (default), "flat" or "client-on-director".
 	Topology string `json:"topology,omitempty"`
@@ -100,6 +101,11 @@ type Options struct {
 	Weights []int `json:"weights,omitempty"`
 	// Progress, when set, receives one line per build phase.
 	Progress func(string) `json:"-"`
+	// SSH also builds the management network (NAME-mgmt, a bastion) and
+	// starts an sshd in every host (ssh.go); SSHUser is a non-root login
+	// that gets the lab's key and a NOPASSWD sudoers drop-in.
+	SSH     bool   `json:"ssh,omitempty"`
+	SSHUser string `json:"ssh_user,omitempty"`
 }
 
 // Roles.
@@ -202,6 +208,8 @@ type State struct {
 	Faults   []FaultRecord `json:"faults"`
 	// Netns inodes of the lab's namespaces, to find processes left inside.
 	Inodes map[string]uint64 `json:"inodes,omitempty"`
+	// SSH is the management network of `lab up --ssh` (nil without).
+	SSH *SSHState `json:"ssh,omitempty"`
 }
 
 // Host returns the host with the given role, or nil.
@@ -243,7 +251,7 @@ func (s *State) ResolveHost(name string) (*Host, error) {
 var (
 	nameRE = regexp.MustCompile(`^lvsd[a-z0-9]*(-[a-z0-9]+)*$`)
 	rsRE   = regexp.MustCompile(`^rs[0-9]+$`)
-	roleRE = regexp.MustCompile(`^(client|director|router|sw|rs[0-9]+)$`)
+	roleRE = regexp.MustCompile(`^(client|director|router|sw|rs[0-9]+|mgmt|bastion)$`)
 )
 
 func isRSRole(r string) bool { return rsRE.MatchString(r) }

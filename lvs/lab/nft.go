@@ -109,10 +109,13 @@ func MasqueradeComment() string {
 func ServiceComment(s Service) string { return CommentPrefix + "service " + s.String() }
 
 // applyDatapath replaces the director's ruleset with the healthy one of
-// the lab's datapath (nft or nft-stateless).
+// the lab's datapath (nft, nft-stateless, or ipvs: ipvs.go).
 func (e *env) applyDatapath() error {
-	if e.st.Options.Datapath == DatapathNftStateless {
+	switch e.st.Options.Datapath {
+	case DatapathNftStateless:
 		return e.applyStateless()
+	case DatapathIPVS:
+		return e.applyIPVS()
 	}
 	return e.applyConntrackNAT()
 }

@@ -36,12 +36,13 @@ type SSHOptions struct {
 // hosts), one session running the agent, and the sessions that set it up
 // and remove it.
 type sshConn struct {
-	clients []*ssh.Client // jump hosts first, the target last
-	session *ssh.Session
-	dir     string // where the uploaded agent lives; "" when not ours
-	keep    bool
-	timeout time.Duration
-	once    sync.Once
+	clients  []*ssh.Client // the target
+	jumpKeys []string      // the shared jump connections it holds
+	session  *ssh.Session
+	dir      string // where the uploaded agent lives; "" when not ours
+	keep     bool
+	timeout  time.Duration
+	once     sync.Once
 }
 
 func (o SSHOptions) timeout() time.Duration {
@@ -63,24 +64,29 @@ func dialSSH(ctx context.Context, spec string, o SSHOptions) (*Conn, error) {
 	}
 	sc := &sshConn{keep: o.KeepAgent, timeout: o.timeout()}
 	var prev *ssh.Client
-	for _, hop := range append(append([]*sshTarget{}, t.Jumps...), t) {
-		c, err := dialHop(ctx, prev, hop, o)
+	key := ""
+	for _, hop := range t.Jumps {
+		key += "|" + hop.User + "@" + hop.Addr()
+		c, err := acquireJump(ctx, key, prev, hop, o)
 		if err != nil {
 			sc.closeClients()
-			if hop != t {
-				return nil, fmt.Errorf("jump host %s: %w", hop.Alias, err)
-			}
-			return nil, err
+			return nil, fmt.Errorf("jump host %s: %w", hop.Alias, err)
 		}
-		sc.clients = append(sc.clients, c)
+		sc.jumpKeys = append(sc.jumpKeys, key)
 		prev = c
 	}
+	c, err := dialHop(ctx, prev, t, o)
+	if err != nil {
+		sc.closeClients()
+		return nil, err
+	}
+	sc.clients = append(sc.clients, c)
 	stdin, stdout, err := sc.startAgent(ctx, o)
 	if err != nil {
 		sc.close()
 		return nil, err
 	}
-	return &Conn{Client: agent.NewClient(stdin, stdout), Spec: spec, closer: sc.close}, nil
+	return &Conn{Client: agent.NewClient(stdin, stdout), Spec: spec, closer: sc.close, remoteDir: sc.dir}, nil
 }
 
 // dialHop opens one SSH connection, directly or through the previous hop,
@@ -254,8 +260,16 @@ func (sc *sshConn) run(ctx context.Context, cmd string, stdin io.Reader) (string
 		err error
 	}
 	done := make(chan res, 1)
+	// Stdout alone is the answer: sshd writes notices such as "Could not
+	// chdir to home directory" to stderr, which only an error shows.
+	var stdout, stderr bytes.Buffer
+	s.Stdout, s.Stderr = &stdout, &stderr
 	go func() {
-		out, err := s.CombinedOutput(cmd)
+		err := s.Run(cmd)
+		out := stdout.Bytes()
+		if err != nil {
+			out = append(append(out, '\n'), stderr.Bytes()...)
+		}
 		done <- res{out, err}
 	}()
 	select {
@@ -278,39 +292,81 @@ var goarch = map[string]string{"x86_64": "amd64", "aarch64": "arm64", "armv7l": 
 // stdin/stdout are the agent protocol. A wrapper removes an uploaded agent
 // when it exits, so a dropped connection leaves nothing behind.
 func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (io.WriteCloser, io.Reader, error) {
-	facts, err := sc.run(ctx, "uname -m; id -u", nil)
+	p, err := loadPayload()
+	if err != nil && o.AgentPath == "" {
+		return nil, nil, err
+	}
+	// One session finds out everything the setup needs (architecture,
+	// root or sudo, a cached agent, a private directory): every session
+	// costs sshd a fork and a shell, on every host.
+	probe := `echo "@arch $(uname -m)"; echo "@uid $(id -u)"; ` +
+		`if [ "$(id -u)" != 0 ]; then if m=$(sudo -n true 2>&1); then echo "@sudo ok"; else echo "@sudo fail" $m; fi; fi`
+	cache := ""
+	switch {
+	case o.AgentPath != "":
+	case sc.keep:
+		cache = "$HOME/.cache/lvsdoctor/lvsdoctor-" + p.hash[:16]
+		probe += `; echo "@cache $(sha256sum ` + shellQuote(cache) + ` 2>/dev/null | cut -c1-64)"`
+	default:
+		probe += `; echo "@dir $(mktemp -d /tmp/lvsdoctor.XXXXXXXX)"`
+	}
+	out, err := sc.run(ctx, probe, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot run commands: %v (%s)", err, facts)
+		return nil, nil, fmt.Errorf("cannot run commands: %v (%s)", err, out)
 	}
-	lines := strings.Fields(facts)
-	if len(lines) < 2 {
-		return nil, nil, fmt.Errorf("unexpected answer to uname/id: %q", facts)
+	got := map[string]string{}
+	for _, ln := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(ln), " "); ok && strings.HasPrefix(k, "@") {
+			got[k[1:]] = strings.TrimSpace(v)
+		}
 	}
-	arch, uid := lines[0], lines[1]
+	if got["arch"] == "" || got["uid"] == "" {
+		return nil, nil, fmt.Errorf("unexpected answer to the setup commands: %q", out)
+	}
 	sudo := ""
-	if uid != "0" {
+	if got["uid"] != "0" {
 		sudo = "sudo -n "
-		if out, err := sc.run(ctx, "sudo -n true", nil); err != nil {
-			if strings.Contains(out, "password") {
+		if st := got["sudo"]; st != "ok" {
+			if strings.Contains(st, "password") {
 				return nil, nil, fmt.Errorf("sudo wants a password: the agent must run as root; allow `sudo -n` for this user (NOPASSWD) or log in as root")
 			}
-			return nil, nil, fmt.Errorf("sudo -n does not work: %s", out)
+			return nil, nil, fmt.Errorf("sudo -n does not work: %s", strings.TrimPrefix(st, "fail "))
 		}
 	}
-	path := o.AgentPath
-	if path == "" {
-		if goarch[arch] != runtime.GOARCH {
-			return nil, nil, fmt.Errorf("the host runs %s, this lvsdoctor is linux/%s: build lvsdoctor for that host and pass its path with --agent", arch, runtime.GOARCH)
+	path, verify := o.AgentPath, true
+	switch {
+	case path != "":
+	case goarch[got["arch"]] != runtime.GOARCH:
+		return nil, nil, fmt.Errorf("the host runs %s, this lvsdoctor is linux/%s: build lvsdoctor for that host and pass its path with --agent", got["arch"], runtime.GOARCH)
+	case sc.keep && got["cache"] == p.hash:
+		sc.dir, path, verify = "$HOME/.cache/lvsdoctor", cache, false
+	case sc.keep:
+		sc.dir, path = "$HOME/.cache/lvsdoctor", cache
+		if out, err := sc.run(ctx, "mkdir -p -m 700 "+shellQuote(sc.dir), nil); err != nil {
+			return nil, nil, fmt.Errorf("cannot create %s: %v (%s)", sc.dir, err, out)
 		}
-		if path, err = sc.upload(ctx); err != nil {
+		if err := sc.send(ctx, p, path); err != nil {
+			return nil, nil, err
+		}
+	default:
+		if !strings.HasPrefix(got["dir"], "/tmp/lvsdoctor.") {
+			return nil, nil, fmt.Errorf("cannot create a private directory in /tmp: %q", got["dir"])
+		}
+		sc.dir = got["dir"]
+		path = sc.dir + "/lvsdoctor"
+		if err := sc.send(ctx, p, path); err != nil {
 			return nil, nil, err
 		}
 	}
-	if out, err := sc.run(ctx, sudo+shellQuote(path)+" version", nil); err != nil {
-		if strings.Contains(out, "ermission denied") {
-			return nil, nil, fmt.Errorf("%s cannot be executed there (a noexec mount?): pass a copy in an executable place with --agent PATH", path)
+	// A fresh upload or a given path must be shown to run (a noexec mount,
+	// a broken copy); a cached copy of the same hash already did.
+	if verify {
+		if out, err := sc.run(ctx, sudo+shellQuote(path)+" version", nil); err != nil {
+			if strings.Contains(out, "ermission denied") {
+				return nil, nil, fmt.Errorf("%s cannot be executed there (a noexec mount?): pass a copy in an executable place with --agent PATH", path)
+			}
+			return nil, nil, fmt.Errorf("%s does not run there: %s", path, out)
 		}
-		return nil, nil, fmt.Errorf("%s does not run there: %s", path, out)
 	}
 	s, err := sc.target().NewSession()
 	if err != nil {
@@ -335,39 +391,11 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (io.WriteCloser
 	return stdin, stdout, nil
 }
 
-// upload copies this lvsdoctor to the host, compressed and checked by
-// hash, into a private directory: a fresh one per run, or with
-// --keep-agent a cache directory where a copy of the same hash is reused.
-func (sc *sshConn) upload(ctx context.Context) (string, error) {
-	p, err := loadPayload()
-	if err != nil {
-		return "", err
-	}
-	hash := p.hash
-	if sc.keep {
-		sc.dir = "$HOME/.cache/lvsdoctor"
-		path := sc.dir + "/lvsdoctor-" + hash[:16]
-		if out, err := sc.run(ctx, "sha256sum "+path+" 2>/dev/null", nil); err == nil && strings.HasPrefix(out, hash) {
-			return path, nil
-		}
-		if _, err := sc.run(ctx, "mkdir -p -m 700 "+sc.dir, nil); err != nil {
-			return "", fmt.Errorf("cannot create %s: %w", sc.dir, err)
-		}
-		return path, sc.send(ctx, p, path)
-	}
-	dir, err := sc.run(ctx, "mktemp -d /tmp/lvsdoctor.XXXXXXXX", nil)
-	if err != nil {
-		return "", fmt.Errorf("cannot create a private directory: %v (%s)", err, dir)
-	}
-	sc.dir = dir
-	path := dir + "/lvsdoctor"
-	return path, sc.send(ctx, p, path)
-}
-
-// payload is this lvsdoctor, compressed and hashed once per run however
-// many hosts it goes to.
+// payload is this lvsdoctor, hashed once per run and compressed once,
+// only when some host needs a copy (a --keep-agent cache hit needs just
+// the hash), however many hosts it goes to.
 type payload struct {
-	gz   []byte
+	raw  []byte
 	hash string
 }
 
@@ -375,6 +403,8 @@ var (
 	payloadOnce sync.Once
 	payloadVal  payload
 	payloadErr  error
+	gzOnce      sync.Once
+	gzVal       []byte
 )
 
 func loadPayload() (payload, error) {
@@ -390,18 +420,28 @@ func loadPayload() (payload, error) {
 			return
 		}
 		sum := sha256.Sum256(raw)
-		var z bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed)
-		zw.Write(raw)
-		zw.Close()
-		payloadVal = payload{gz: z.Bytes(), hash: hex.EncodeToString(sum[:])}
+		payloadVal = payload{raw: raw, hash: hex.EncodeToString(sum[:])}
 	})
 	return payloadVal, payloadErr
 }
 
+// gz is the payload compressed (the same every time it is asked).
+func (p payload) gz() []byte {
+	gzOnce.Do(func() {
+		var z bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed)
+		zw.Write(p.raw)
+		zw.Close()
+		gzVal = z.Bytes()
+	})
+	return gzVal
+}
+
 func (sc *sshConn) send(ctx context.Context, p payload, path string) error {
-	cmd := fmt.Sprintf("umask 077; gzip -dc > %[1]s.part && chmod 700 %[1]s.part && mv %[1]s.part %[1]s && sha256sum %[1]s", path)
-	out, err := sc.run(ctx, cmd, bytes.NewReader(p.gz))
+	// A temporary name of its own: hosts that share the directory (an NFS
+	// home with --keep-agent) may upload the same file at once.
+	cmd := fmt.Sprintf(`umask 077; t=$(mktemp %[1]s.part.XXXXXX) || exit 1; if gzip -dc > "$t" && chmod 700 "$t" && mv -f "$t" %[1]s; then sha256sum %[1]s; else rm -f "$t"; exit 1; fi`, path)
+	out, err := sc.run(ctx, cmd, bytes.NewReader(p.gz()))
 	if err != nil {
 		return fmt.Errorf("uploading the agent: %v (%s)", err, out)
 	}
@@ -434,6 +474,73 @@ func (sc *sshConn) closeClients() {
 	for i := len(sc.clients) - 1; i >= 0; i-- {
 		sc.clients[i].Close()
 	}
+	for i := len(sc.jumpKeys) - 1; i >= 0; i-- {
+		releaseJump(sc.jumpKeys[i])
+	}
+	sc.jumpKeys = nil
+}
+
+// jumps shares one connection to each jump host among all the hosts
+// reached through it, as OpenSSH's ControlMaster would: a bastion in front
+// of fifty real servers is dialled and authenticated once, not fifty times.
+var jumps = struct {
+	sync.Mutex
+	m map[string]*jumpConn
+}{m: map[string]*jumpConn{}}
+
+type jumpConn struct {
+	c     *ssh.Client
+	err   error
+	refs  int
+	ready chan struct{}
+}
+
+// acquireJump returns the shared connection for the jump chain key,
+// dialling it (through via) if no one has yet.
+func acquireJump(ctx context.Context, key string, via *ssh.Client, hop *sshTarget, o SSHOptions) (*ssh.Client, error) {
+	jumps.Lock()
+	j, ok := jumps.m[key]
+	if !ok {
+		j = &jumpConn{ready: make(chan struct{})}
+		jumps.m[key] = j
+	}
+	j.refs++
+	jumps.Unlock()
+	if !ok {
+		j.c, j.err = dialHop(ctx, via, hop, o)
+		close(j.ready)
+	}
+	select {
+	case <-j.ready:
+	case <-ctx.Done():
+		releaseJump(key)
+		return nil, ctx.Err()
+	}
+	if j.err != nil {
+		releaseJump(key)
+		return nil, j.err
+	}
+	return j.c, nil
+}
+
+func releaseJump(key string) {
+	jumps.Lock()
+	defer jumps.Unlock()
+	j, ok := jumps.m[key]
+	if !ok {
+		return
+	}
+	j.refs--
+	if j.refs > 0 {
+		return
+	}
+	delete(jumps.m, key)
+	go func() {
+		<-j.ready
+		if j.c != nil {
+			j.c.Close()
+		}
+	}()
 }
 
 func shellQuote(s string) string {

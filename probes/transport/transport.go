@@ -36,6 +36,9 @@ type Conn struct {
 	Hello  agent.Hello
 	cmd    *exec.Cmd    // a local agent process (netns, local)
 	closer func() error // a remote one (ssh)
+	// remoteDir is where an uploaded agent lives on an SSH host ("" when
+	// none was uploaded): tests check it is gone after Close.
+	remoteDir string
 }
 
 // Options shape how hosts are reached.

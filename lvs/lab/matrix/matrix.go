@@ -25,6 +25,12 @@ type Case struct {
 	Variant string      `json:"variant,omitempty"`
 	Host    string      `json:"host,omitempty"`
 	Options lab.Options `json:"-"`
+	// Datapath is the lab's datapath when it was chosen (lab matrix
+	// --datapath); empty for each fault's own.
+	Datapath string `json:"datapath,omitempty"`
+	// Timeout is the check's probe timeout (checks.Options.Timeout; 0
+	// for its default). Slow machines, such as an emulated VM, need more.
+	Timeout time.Duration `json:"-"`
 }
 
 func (c Case) String() string {
@@ -52,16 +58,35 @@ type Row struct {
 // OK says the row is what the catalogue promises.
 func (r Row) OK() bool { return r.Outcome == "exact" || r.Outcome == "clean" }
 
-// Cases lists the healthy lab and every fault with each of its variants.
-func Cases() []Case {
-	cs := []Case{{}}
+// Cases lists the healthy lab and every fault with each of its variants,
+// on each fault's own lab (auto datapath; faults that only exist under
+// kernel IPVS are left out: CasesFor("ipvs") has them).
+func Cases() []Case { return CasesFor("") }
+
+// CasesFor is Cases with every lab on datapath (lab.Options.Datapath; ""
+// keeps each fault's own). With "ipvs" the faults that need another
+// datapath (lab.FaultInfo.Lab names nft or nft-stateless for what IPVS
+// does by itself, such as letting ICMP redirects out) run on IPVS too and
+// the IPVS-only faults are included; otherwise IPVS-only faults are left
+// out.
+func CasesFor(datapath string) []Case {
+	withDP := func(o lab.Options) lab.Options {
+		if datapath != "" {
+			o.Datapath = datapath
+		}
+		return o
+	}
+	cs := []Case{{Options: withDP(lab.Options{}), Datapath: datapath}}
 	for _, f := range lab.List() {
+		if f.NeedsIPVS() && datapath != lab.DatapathIPVS {
+			continue
+		}
 		if len(f.Variants) == 0 {
-			cs = append(cs, Case{ID: f.ID, Options: f.Lab})
+			cs = append(cs, Case{ID: f.ID, Options: withDP(f.Lab), Datapath: datapath})
 			continue
 		}
 		for _, v := range f.Variants {
-			cs = append(cs, Case{ID: f.ID, Variant: v, Options: f.Lab})
+			cs = append(cs, Case{ID: f.ID, Variant: v, Options: withDP(f.Lab), Datapath: datapath})
 		}
 	}
 	return cs
@@ -130,7 +155,7 @@ func runCase(ctx context.Context, name string, c Case) (row Row) {
 		return fail(err)
 	}
 	start := time.Now()
-	r, _ := checks.Run(ctx, top, checks.Options{})
+	r, _ := checks.Run(ctx, top, checks.Options{Timeout: c.Timeout})
 	row.DurationMS = time.Since(start).Milliseconds()
 	row.Verdict = string(r.Verdict)
 	for _, f := range r.Findings {

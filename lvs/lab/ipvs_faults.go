@@ -14,6 +14,9 @@ package lab
 //     the VM, one lab at a time); Clear loads it again.
 //   - icmp-redirect-bypass: kernel IPVS lets redirects out, so the flat lab
 //     with datapath ipvs is enough.
+//   - director-firewall-drops-requests (nft): under IPVS the requests to the
+//     local VIP pass INPUT, not FORWARD: the drop goes into an input chain,
+//     ip daddr VIP tcp dport VPORT counter drop.
 //   - persistence-needed (IPVS only): a second FTP service, on its own VIP
 //     (PersistenceVIP), whose real servers are reached by direct routing
 //     (DR), without persistence; a static finding from the table.
@@ -25,6 +28,8 @@ import (
 	"time"
 
 	cfipvs "github.com/cloudflare/ipvs"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,6 +51,13 @@ func init() {
 	wrapIPVS("rs-weight-zero", injectRSWeightZeroIPVS)
 	wrapIPVS("director-ftp-helper-missing", injectFTPHelperMissingIPVS)
 	wrapIPVS("icmp-redirect-bypass", injectICMPRedirectIPVS)
+	origDropReq := faults["director-firewall-drops-requests"].inject
+	wrapIPVS("director-firewall-drops-requests", func(ctx context.Context, e *env, h *Host, variant string) error {
+		if variant != "nft" {
+			return origDropReq(ctx, e, h, variant)
+		}
+		return injectDropRequestsIPVS(ctx, e, h, variant)
+	})
 
 	register(&fault{
 		FaultInfo: FaultInfo{ID: "persistence-needed",
@@ -240,4 +252,26 @@ func injectPersistenceNeededIPVS(ctx context.Context, e *env, h *Host, _ string)
 		}
 		return nil
 	})
+}
+
+func injectDropRequestsIPVS(ctx context.Context, e *env, h *Host, _ string) error {
+	svc, ok := e.st.firstService("tcp")
+	if !ok {
+		return fmt.Errorf("lab state has no TCP service")
+	}
+	c, err := nftConn(e.handle(h.Role))
+	if err != nil {
+		return err
+	}
+	t := labTable()
+	in := addBaseChain(c, t, NftInput, nftables.ChainTypeFilter, nftables.ChainHookInput, nftables.ChainPriorityFilter, nftables.ChainPolicyAccept)
+	ex := append(matchVIPPort(svc), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
+	c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: ex, UserData: comment(FirewallDropsRequestsComment)})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	if rs, err := findRules(c, NftInput, FirewallDropsRequestsComment); err != nil || len(rs) == 0 {
+		return fmt.Errorf("drop rule not found after adding it (%v)", err)
+	}
+	return nil
 }

@@ -393,9 +393,11 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (io.WriteCloser
 
 // payload is this lvsdoctor, hashed once per run and compressed once,
 // only when some host needs a copy (a --keep-agent cache hit needs just
-// the hash), however many hosts it goes to.
+// the hash), however many hosts it goes to. Both stream from the file: the
+// binary itself is never held in memory, which keeps the controller in
+// its budget.
 type payload struct {
-	raw  []byte
+	path string
 	hash string
 }
 
@@ -405,6 +407,7 @@ var (
 	payloadErr  error
 	gzOnce      sync.Once
 	gzVal       []byte
+	gzErr       error
 )
 
 func loadPayload() (payload, error) {
@@ -414,34 +417,52 @@ func loadPayload() (payload, error) {
 			payloadErr = err
 			return
 		}
-		raw, err := os.ReadFile(bin)
+		f, err := os.Open(bin)
 		if err != nil {
 			payloadErr = err
 			return
 		}
-		sum := sha256.Sum256(raw)
-		payloadVal = payload{raw: raw, hash: hex.EncodeToString(sum[:])}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			payloadErr = err
+			return
+		}
+		payloadVal = payload{path: bin, hash: hex.EncodeToString(h.Sum(nil))}
 	})
 	return payloadVal, payloadErr
 }
 
 // gz is the payload compressed (the same every time it is asked).
-func (p payload) gz() []byte {
+func (p payload) gz() ([]byte, error) {
 	gzOnce.Do(func() {
+		f, err := os.Open(p.path)
+		if err != nil {
+			gzErr = err
+			return
+		}
+		defer f.Close()
 		var z bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed)
-		zw.Write(p.raw)
+		if _, err := io.Copy(zw, f); err != nil {
+			gzErr = err
+			return
+		}
 		zw.Close()
 		gzVal = z.Bytes()
 	})
-	return gzVal
+	return gzVal, gzErr
 }
 
 func (sc *sshConn) send(ctx context.Context, p payload, path string) error {
 	// A temporary name of its own: hosts that share the directory (an NFS
 	// home with --keep-agent) may upload the same file at once.
 	cmd := fmt.Sprintf(`umask 077; t=$(mktemp %[1]s.part.XXXXXX) || exit 1; if gzip -dc > "$t" && chmod 700 "$t" && mv -f "$t" %[1]s; then sha256sum %[1]s; else rm -f "$t"; exit 1; fi`, path)
-	out, err := sc.run(ctx, cmd, bytes.NewReader(p.gz()))
+	gz, err := p.gz()
+	if err != nil {
+		return fmt.Errorf("compressing the agent: %w", err)
+	}
+	out, err := sc.run(ctx, cmd, bytes.NewReader(gz))
 	if err != nil {
 		return fmt.Errorf("uploading the agent: %v (%s)", err, out)
 	}

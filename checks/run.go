@@ -214,33 +214,14 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 	})
 
 	opt.Progress("classifying")
-	out := classify.Run(in)
-	r := &result.Result{
-		Schema: result.Schema, Version: opt.Version, Started: start,
-		Datapath: out.Datapath, Steps: out.Steps, Findings: out.Findings,
-		Unchecked: out.Unchecked, Journeys: out.Journeys,
-	}
+	r := Judge(in, opt.Strict)
+	r.Version, r.Started = opt.Version, start
 	if !cip.IsValid() {
 		r.Unchecked = append(r.Unchecked, result.Unchecked{Host: top.Client.Label(), What: "Q.1-Q.4",
 			Why: "the client's address is unknown: give client.address in the topology, or make the client reachable"})
-	}
-	for _, s := range top.Services {
-		r.Services = append(r.Services, s.String())
-	}
-	if r.Steps == nil {
-		r.Steps = []result.Step{}
-	}
-	if r.Findings == nil {
-		r.Findings = []result.Finding{}
-	}
-	if r.Unchecked == nil {
-		r.Unchecked = []result.Unchecked{}
-	}
-	if r.Journeys == nil {
-		r.Journeys = []result.Journey{}
+		r.Decide(opt.Strict)
 	}
 	r.DurationMS = time.Since(start).Milliseconds()
-	r.Decide(opt.Strict)
 	return r, in
 }
 

@@ -181,22 +181,42 @@ func Load(path string) (*Topology, error) {
 }
 
 // Parse decodes and validates data; name is used in error messages.
-func Parse(name string, data []byte) (*Topology, error) {
-	var t Topology
-	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.Strict())
-	if err := dec.Decode(&t); err != nil {
-		return nil, decodeError(name, err)
-	}
+func Parse(name string, data []byte) (t *Topology, err error) {
+	// The YAML library is outside code fed with a user's file: a panic in
+	// it becomes an error naming the file, never a crash at 3 a.m.
+	defer func() {
+		if r := recover(); r != nil {
+			t, err = nil, &Error{File: name, Msg: fmt.Sprintf("the YAML decoder failed on this file (%v); check its indentation and quoting", r)}
+		}
+	}()
 	file, perr := parser.ParseBytes(data, 0)
 	if perr != nil {
 		return nil, decodeError(name, perr)
 	}
+	// A topology has no use for YAML tags, and go-yaml v1.19.2 dereferences
+	// nil decoding some tagged values into a list (found by FuzzParse):
+	// refuse them with their position before the decoder sees them.
+	for _, doc := range file.Docs {
+		if doc == nil || doc.Body == nil {
+			continue
+		}
+		if tags := ast.Filter(ast.TagType, doc.Body); len(tags) > 0 {
+			tok := tags[0].GetToken()
+			return nil, &Error{File: name, Line: tok.Position.Line, Column: tok.Position.Column,
+				Msg: fmt.Sprintf("YAML tag %q: a topology file takes plain values, without tags", tok.Value)}
+		}
+	}
+	t = new(Topology)
+	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.Strict())
+	if err := dec.Decode(t); err != nil {
+		return nil, decodeError(name, err)
+	}
 	v := validator{name: name, file: file}
-	v.topology(&t)
+	v.topology(t)
 	if v.err != nil {
 		return nil, v.err
 	}
-	return &t, nil
+	return t, nil
 }
 
 // decodeError turns go-yaml's multi-line, source-quoting error into one

@@ -45,6 +45,14 @@ var Catalog = []Fault{
 	{"persistence-needed", "", result.SevWarning, "FTP or another multi-connection service in DR/TUN without persistence"},
 	{"link-down", "", result.SevError, "an interface on the path is down or has no carrier"},
 	{"ipsec-ah-over-nat", "", result.SevError, "IPSec AH through NAT forwarding"},
+	// Static findings from the director's IPVS table and kernel (issue #6);
+	// not yet in ../shared/FAULTS.md, which we cannot write: the README's
+	// fault table lists them.
+	{"config-differs", "", result.SevWarning, "the director's IPVS table differs from the configuration"},
+	{"forward-not-masq", "Q.3 A.5", result.SevError, "a real server of a NAT service is forwarded by DR or TUN"},
+	{"ipvs-sysctl-risk", "", result.SevWarning, "an IPVS sysctl that breaks connections in this setup"},
+	{"ipvs-timeout-short", "", result.SevInfo, "IPVS forgets idle TCP connections before keepalives come"},
+	{"ipvs-conn-table-small", "", result.SevWarning, "the IPVS connection hash table is small for the connection count"},
 }
 
 func lookup(id string) Fault {

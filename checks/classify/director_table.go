@@ -189,6 +189,12 @@ func ruleServiceMissing(v *view) []result.Finding {
 			n++
 			kinds[ans]++
 		}
+		if n == 0 && fwd == 0 && len(sr.Conns) == 0 {
+			if f, ok := v.serviceMissingFromTable(s); ok {
+				out = append(out, f)
+			}
+			continue
+		}
 		if n == 0 || fwd > 0 {
 			continue
 		}
@@ -241,6 +247,60 @@ func ruleServiceMissing(v *view) []result.Finding {
 		f.Remedy = append(f.Remedy, fmt.Sprintf("# nftables datapath: %s", nftServiceRule(d, s)))
 		out = append(out, f)
 	}
+	return out
+}
+
+// serviceMissingFromTable judges a service that no test connection tried
+// (--static, or the client could not run them) from the table alone: only
+// where IPVS balances, since its table is the whole truth about what the
+// director runs; nftables rules can balance in forms the facts do not
+// parse. The kernel's modules say why keepalived could not add it.
+func (v *view) serviceMissingFromTable(s topology.Service) (result.Finding, bool) {
+	d := v.director
+	f := d.Facts()
+	if f == nil || f.IPVS == nil {
+		return result.Finding{}, false
+	}
+	e := v.serviceTable(s)
+	if !e.known || e.found {
+		return result.Finding{}, false
+	}
+	fd := newFinding("service-missing", d.Label)
+	fd.Service = s.String()
+	fd.Summary = fmt.Sprintf("%s is not in %s's IPVS table (read without test traffic)", s, d.Label)
+	fd.Evidence = []string{fmt.Sprintf("ipvsadm -Ln on %s lists %d services, none of them %s", d.Label, len(f.IPVS.Services), s)}
+	vp := s.VIPPort()
+	svc := ipvsadmService(s.Proto, vp.String(), s.Mark)
+	sched := orDefault(s.Scheduler, "wlc")
+	if has, known := f.Modules.Has("ip_vs_" + sched); known && !has {
+		fd.Evidence = append(fd.Evidence, fmt.Sprintf("the scheduler %s has no module in this kernel: ip_vs_%s is not loaded, built in or in modules.dep, so the service cannot be added with it", sched, sched))
+		fd.Remedy = append(fd.Remedy, "# choose a scheduler this kernel has: "+strings.Join(schedulersOf(f.Modules), ", "))
+	}
+	fd.Remedy = append(fd.Remedy, fmt.Sprintf("ipvsadm -A %s -s %s", svc, sched))
+	for _, r := range s.RealServers {
+		fd.Remedy = append(fd.Remedy, fmt.Sprintf("ipvsadm -a %s -r %s %s -w %d", svc, r.AddrPort(), ipvsadmForward(r.Forward), max(r.W(), 1)))
+	}
+	if src := v.in.Topology.Source; src != nil && src.Kind == "keepalived" {
+		fd.Remedy = append([]string{"# keepalived adds it from " + src.File + ": look at its log (journalctl -u keepalived) for why it did not"}, fd.Remedy...)
+	}
+	return fd, true
+}
+
+// schedulersOf lists the IPVS schedulers a kernel has.
+func schedulersOf(m *obs.Modules) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range [][]string{m.Loaded, m.Builtin, m.Loadable} {
+		for _, n := range l {
+			sched, ok := strings.CutPrefix(n, "ip_vs_")
+			if !ok || seen[sched] || sched == "ftp" || sched == "pe_sip" {
+				continue
+			}
+			seen[sched] = true
+			out = append(out, sched)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 

@@ -109,6 +109,17 @@ func (h *Host) Facts() *obs.Facts {
 	}
 	if f.IPVS == nil {
 		f.IPVS = b.IPVS
+	} else if f.IPVS.Timeouts == nil && b.IPVS != nil && b.IPVS.Timeouts != nil {
+		// Timeouts are static (read before the test only).
+		t := *f.IPVS
+		t.Timeouts = b.IPVS.Timeouts
+		f.IPVS = &t
+	}
+	if f.Modules == nil {
+		f.Modules = b.Modules
+	}
+	if f.Kernel == "" {
+		f.Kernel = b.Kernel
 	}
 	if f.Datapath == "" {
 		f.Datapath = b.Datapath

@@ -36,12 +36,13 @@ type checkFlags struct {
 	verbose        bool
 	dryRun         bool
 	ssh            transport.SSHOptions
+	src            sourceFlags
 }
 
 func newCheckCmd() *cobra.Command {
 	var f checkFlags
 	c := &cobra.Command{
-		Use:   "check -f TOPOLOGY",
+		Use:   "check -f TOPOLOGY | check --keepalived FILE --director HOST --client HOST --hosts FILE",
 		Short: "Run the HOWTO's Q.1-Q.4 on every host of a cluster and name what is wrong",
 		Long: `check reaches the client, the director and every real server of the topology
 file at once, reads their static picture (addresses, routes, rp_filter and
@@ -50,17 +51,33 @@ the client from every RIP, captures on every interface while the client
 opens test connections to each virtual service, and classifies what it saw
 into the faults of the catalogue, each with evidence and a remedy.
 
+Instead of a topology file, the services can come from keepalived.conf
+(--keepalived: the check then also reports where the director's live IPVS
+table differs from the file) or from the director's own table (--director
+alone); the hosts are then given with --director, --client and --hosts
+(lines "RIP HOST" saying how to reach each real server).
+
 Exit codes: 0 healthy, 1 faulty (an error finding), 2 usage (bad flags or
 topology file), 3 inconclusive (a host could not be reached or a probe could
 not run, and no error finding).`,
 		Example: `  sudo lvsdoctor check -f lab.yaml
   sudo lvsdoctor check -f cluster.yaml --format json > result.json
   sudo lvsdoctor check -f cluster.yaml --out report.md --out result.json
-  sudo lvsdoctor check -f cluster.yaml --pcap /tmp/lvs-captures   # keep pcapng per host`,
+  sudo lvsdoctor check -f cluster.yaml --pcap /tmp/lvs-captures   # keep pcapng per host
+  lvsdoctor check --keepalived keepalived.conf --director root@lb1 --client ops@bastion --hosts rips.txt
+  lvsdoctor check --director root@lb1 --client ops@bastion --hosts rips.txt   # services from lb1's table
+  # rips.txt:
+  #   10.0.0.11 root@web1
+  #   10.0.0.12 root@web2`,
 		Args: checkNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, f) },
 	}
 	c.Flags().StringVarP(&f.file, "file", "f", "", "topology file (YAML, see DESIGN.md)")
+	c.Flags().StringVar(&f.src.keepalived, "keepalived", "", "take the services from this keepalived.conf (virtual_server blocks) and report where the director's table differs")
+	c.Flags().StringVar(&f.src.director, "director", "", "the director (with --keepalived, or alone to take the services from its table): netns:NAME, ssh://[user@]host[:port], user@host, an ssh_config alias, local")
+	c.Flags().StringVar(&f.src.client, "client", "", "with --keepalived or --director: the host that opens the test connections")
+	c.Flags().StringVar(&f.src.clientAddr, "client-address", "", "with --keepalived or --director: the client's address (CIP), when it cannot be derived")
+	c.Flags().StringVar(&f.src.hosts, "hosts", "", `with --keepalived or --director: host map, lines "RIP HOST" saying how to reach each real server`)
 	f.register(c)
 	return c
 }
@@ -99,11 +116,23 @@ func (f *checkFlags) register(c *cobra.Command) {
 func init() { rootCmd.AddCommand(newCheckCmd()) }
 
 func runCheck(cmd *cobra.Command, f checkFlags) error {
-	if f.file == "" {
-		return usageErr("check needs a topology: -f FILE (lvsdoctor lab up writes one)")
+	switch {
+	case f.file == "" && !f.src.given():
+		return usageErr("check needs a topology: -f FILE (lvsdoctor lab up writes one), or --keepalived FILE / --director HOST with --client and --hosts")
+	case f.file != "" && f.src.given():
+		return usageErr("give either -f FILE or --keepalived/--director, not both")
+	case f.src.director != "" && f.src.keepalived == "" && f.dryRun:
+		return usageErr("--dry-run contacts no host, and --director alone must read the director's table: write the topology with lvsdoctor discover, then check -f FILE --dry-run")
 	}
 	if err := f.validate(); err != nil {
 		return err
+	}
+	if f.src.given() {
+		top, err := f.src.topology(cmd.Context())
+		if err != nil {
+			return err
+		}
+		return checkTopology(cmd, f, top)
 	}
 	top, err := topology.Load(f.file)
 	if err != nil {

@@ -3,6 +3,7 @@ package ipvs
 import (
 	"errors"
 	"fmt"
+	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -364,6 +365,9 @@ type fakeClient struct {
 func (f *fakeClient) Info() (cfipvs.Info, error) {
 	return cfipvs.Info{Version: [3]int{1, 2, 1}, ConnectionTableSize: 4096}, f.err
 }
+func (f *fakeClient) Config() (cfipvs.Config, error) {
+	return cfipvs.Config{TCPTimeout: 900, TCPFinTimeout: 120, UDPTimeout: 300}, f.err
+}
 func (f *fakeClient) Services() ([]cfipvs.ServiceExtended, error) { return f.svcs, f.err }
 func (f *fakeClient) Destinations(s cfipvs.Service) ([]cfipvs.DestinationExtended, error) {
 	return f.dests[uint32(s.Port)+s.FWMark<<16], nil
@@ -413,6 +417,9 @@ fwmark 1 v6=false sched=wlc persistent=true timeout=300 mask=255.255.255.255
 	}
 	if tb.Services[0].Stats.Conns != 7 || tb.Services[0].Dests[0].UThreshold != 10 || tb.Services[0].Dests[0].InactiveC != 3 {
 		t.Errorf("tcp %+v", tb.Services[0])
+	}
+	if to := tb.Timeouts; to == nil || *to != (obs.IPVSTimeouts{TCP: 900, TCPFin: 120, UDP: 300}) {
+		t.Errorf("timeouts %+v", to)
 	}
 	if tb.Version != "1.2.1" || tb.ConnTableSize != 4096 {
 		t.Errorf("info %q %d", tb.Version, tb.ConnTableSize)

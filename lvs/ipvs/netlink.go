@@ -3,6 +3,7 @@ package ipvs
 import (
 	"errors"
 	"fmt"
+	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 	"io"
 	"net/netip"
 	"os"
@@ -33,6 +34,23 @@ func ReadNetlink() (*Table, error) {
 	return ReadClient(c)
 }
 
+// ReadTimeouts reads `ipvsadm -L --timeout` over netlink: the one part of
+// the table that /proc does not show.
+func ReadTimeouts() (*obs.IPVSTimeouts, error) {
+	c, err := cfipvs.New()
+	if err != nil {
+		return nil, fmt.Errorf("ipvs netlink: %w", err)
+	}
+	if cl, ok := c.(io.Closer); ok {
+		defer cl.Close()
+	}
+	cfg, err := c.Config()
+	if err != nil {
+		return nil, fmt.Errorf("ipvs netlink: timeouts: %w", err)
+	}
+	return &obs.IPVSTimeouts{TCP: cfg.TCPTimeout, TCPFin: cfg.TCPFinTimeout, UDP: cfg.UDPTimeout}, nil
+}
+
 // noFamily tells the "no such generic netlink family" answer:
 // ENOENT from CTRL_CMD_GETFAMILY.
 func noFamily(err error) bool {
@@ -47,6 +65,9 @@ func ReadClient(c cfipvs.Client) (*Table, error) {
 		t.ConnTableSize = int(info.ConnectionTableSize)
 	} else if noFamily(err) {
 		return nil, fmt.Errorf("%w: %v", ErrNoIPVS, err)
+	}
+	if cfg, err := c.Config(); err == nil {
+		t.Timeouts = &obs.IPVSTimeouts{TCP: cfg.TCPTimeout, TCPFin: cfg.TCPFinTimeout, UDP: cfg.UDPTimeout}
 	}
 	svcs, err := c.Services()
 	if err != nil && t.Version != "" && errors.Is(err, os.ErrNotExist) {

@@ -24,8 +24,10 @@ type Table struct {
 	Version string `json:"version,omitempty"`
 	// ConnTableSize is the connection hash table size of the
 	// "IP Virtual Server version 1.2.1 (size=4096)" line; 0 when unknown.
-	ConnTableSize int       `json:"conn_table_size,omitempty"`
-	Services      []Service `json:"services"`
+	ConnTableSize int `json:"conn_table_size,omitempty"`
+	// Timeouts (tcp, tcpfin, udp) come from netlink only; nil otherwise.
+	Timeouts *obs.IPVSTimeouts `json:"timeouts,omitempty"`
+	Services []Service         `json:"services"`
 }
 
 // Service is one virtual service. Which fields are known depends on the
@@ -167,6 +169,7 @@ func (t *Table) Obs() *obs.IPVSTable {
 	if t == nil {
 		return o
 	}
+	o.Version, o.ConnTableSize, o.Timeouts = t.Version, t.ConnTableSize, t.Timeouts
 	for _, s := range t.Services {
 		os := obs.IPVSService{Proto: s.Proto, Addr: s.Addr, Mark: s.Mark, Scheduler: s.Scheduler,
 			Persistent: s.Persistent, Dests: []obs.IPVSDest{}}

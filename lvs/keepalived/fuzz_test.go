@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"errors"
+	"github.com/lvsdoctor/lvsdoctor/lvs/tablediff"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,7 +59,7 @@ func FuzzParse(f *testing.F) {
 			}
 			tb.Services = append(tb.Services, os)
 		}
-		if d := Compare(svcs, tb); len(d) != 0 && !duplicates(svcs) {
+		if d := tablediff.Compare(svcs, tb); len(d) != 0 && !duplicates(svcs) {
 			t.Fatalf("a table equal to the configuration differs: %v", d)
 		}
 	})

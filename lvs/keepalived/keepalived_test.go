@@ -3,6 +3,7 @@ package keepalived
 import (
 	"errors"
 	"fmt"
+	"github.com/lvsdoctor/lvsdoctor/lvs/tablediff"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,7 +183,7 @@ func TestCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := Compare(want, *tb.Obs())
+	got := tablediff.Compare(want, *tb.Obs())
 	var b strings.Builder
 	for _, d := range got {
 		fmt.Fprintf(&b, "%s | %s\n", d.Kind, d)
@@ -207,10 +208,10 @@ service-extra | udp 203.0.113.100:53 is in the IPVS table but not configured
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := Compare(want[:1], *lab.Obs()); len(d) != 0 {
+	if d := tablediff.Compare(want[:1], *lab.Obs()); len(d) != 0 {
 		t.Errorf("differences in an equal table: %v", d)
 	}
-	if d := Compare(nil, obs.IPVSTable{}); len(d) != 0 {
+	if d := tablediff.Compare(nil, obs.IPVSTable{}); len(d) != 0 {
 		t.Errorf("empty: %v", d)
 	}
 }
@@ -228,7 +229,7 @@ func TestCompareWithProcTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := load(t, "keepalived.conf")
-	d := Compare(c.Services()[:1], *tb.Obs())
+	d := tablediff.Compare(c.Services()[:1], *tb.Obs())
 	// the web service matches except for the weights (2 and 1 swapped)
 	var kinds []string
 	for _, x := range d {

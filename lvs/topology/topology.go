@@ -25,6 +25,26 @@ type Topology struct {
 	Client   Host      `yaml:"client"`
 	Director Host      `yaml:"director"`
 	Services []Service `yaml:"services"`
+	// Source is where the services came from when not from a topology
+	// file (check --keepalived, check --director); never in the file.
+	Source *Source `yaml:"-" json:",omitempty"`
+}
+
+// Source says where a topology's services came from, which decides what a
+// difference from the director's table means.
+type Source struct {
+	// Kind is "keepalived" (File is keepalived.conf) or "table" (read from
+	// the director's own table).
+	Kind string
+	File string `json:",omitempty"`
+	// Complete says the services are everything the operator meant the
+	// director to run, so a service in the table but not here is a
+	// difference (a topology file may list only the services to check).
+	Complete bool
+	// RemovedOnFailure lists the real servers (RIP:RPORT) that keepalived
+	// takes out of the table when their health check fails (no
+	// inhibit_on_failure): their connections then lose their entry.
+	RemovedOnFailure []string `json:",omitempty"`
 }
 
 // Host is a machine the check runs probes on.

@@ -26,6 +26,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/lvsdoctor/lvsdoctor/lvs/ipvs"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 	"github.com/lvsdoctor/lvsdoctor/probes/routeget"
 )
@@ -55,6 +56,17 @@ func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts {
 	}
 	if h, err := os.Hostname(); err == nil {
 		f.Hostname = h
+	}
+	var uts unix.Utsname
+	if unix.Uname(&uts) == nil {
+		f.Kernel = unix.ByteSliceToString(uts.Release[:])
+	}
+	if a.Director {
+		m, err := readModules(f.Kernel)
+		if err != nil {
+			fail("modules", err)
+		}
+		f.Modules = m
 	}
 	names := map[int]string{}
 	if links, err := netlink.LinkList(); err != nil {
@@ -117,6 +129,11 @@ func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts {
 		fail("ipvs", err)
 	} else {
 		f.IPVS = t
+		if t != nil && a.Director && !a.SkipStatic {
+			if f.IPVS.Timeouts, err = ipvs.ReadTimeouts(); err != nil {
+				fail("ipvs", err)
+			}
+		}
 	}
 	f.Datapath = Datapath(f)
 	if err := ctx.Err(); err != nil {
@@ -268,6 +285,9 @@ func readSysctls() (map[string]string, error) {
 		out[key] = v
 	}
 	get("net.ipv4.ip_forward")
+	// Compared with the director's IPVS tcp timeout: an idle connection
+	// outlives the director's entry when keepalives come later.
+	get("net.ipv4.tcp_keepalive_time")
 	ents, err := os.ReadDir(filepath.Join(procSys, "net/ipv4/conf"))
 	if err != nil {
 		return out, err

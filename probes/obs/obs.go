@@ -29,6 +29,12 @@ type Facts struct {
 	Conntrack    []CTEntry   `json:"conntrack"`
 	Listeners    []Listener  `json:"listeners"`
 	IPVS         *IPVSTable  `json:"ipvs,omitempty"` // nil: no IPVS in this kernel
+	// Kernel is the release (uname -r): some IPVS behaviours changed
+	// with it.
+	Kernel string `json:"kernel,omitempty"`
+	// Modules is what the kernel has of IPVS and the FTP helpers; read
+	// on the director only (FactsArgs.Director), nil elsewhere.
+	Modules *Modules `json:"modules,omitempty"`
 	Errors       []string    `json:"errors,omitempty"`
 	TakenAt      time.Time   `json:"taken_at"`
 	Datapath     string      `json:"datapath,omitempty"` // "ipvs", "nft", "nft-stateless", "" when not a director
@@ -45,6 +51,35 @@ type FactsArgs struct {
 	SkipListeners bool `json:"skip_listeners,omitempty"`
 	// SkipStatic leaves out addresses, routes and sysctls.
 	SkipStatic bool `json:"skip_static,omitempty"`
+	// Director also reads which IPVS modules are loaded or loadable: it
+	// means reading modules.dep, which only the director needs.
+	Director bool `json:"director,omitempty"`
+}
+
+// Modules lists kernel modules of IPVS (ip_vs, ip_vs_rr, ip_vs_ftp...) and
+// of the conntrack FTP helpers, the way kubeadm's preflight looks at them:
+// loaded (/proc/modules), built in (modules.builtin) or loadable
+// (modules.dep). A nil list was not read (the file is missing).
+type Modules struct {
+	Loaded   []string `json:"loaded"`
+	Builtin  []string `json:"builtin"`
+	Loadable []string `json:"loadable"`
+}
+
+// Has says the module is loaded, built in or loadable, and whether that
+// could be told at all (false, false: the module lists were not readable).
+func (m *Modules) Has(name string) (has, known bool) {
+	if m == nil {
+		return false, false
+	}
+	for _, l := range [][]string{m.Loaded, m.Builtin, m.Loadable} {
+		for _, n := range l {
+			if n == name {
+				return true, true
+			}
+		}
+	}
+	return false, m.Loaded != nil && (m.Builtin != nil || m.Loadable != nil)
 }
 
 type Link struct {
@@ -158,7 +193,21 @@ type Listener struct {
 
 // IPVSTable is the director's virtual service table as IPVS reports it.
 type IPVSTable struct {
+	// Version and ConnTableSize are those of the first line of
+	// /proc/net/ip_vs, "IP Virtual Server version 1.2.1 (size=4096)": the
+	// size is the number of buckets of the connection hash table.
+	Version       string `json:"version,omitempty"`
+	ConnTableSize int    `json:"conn_table_size,omitempty"`
+	// Timeouts are `ipvsadm -L --timeout` (netlink); nil when not read.
+	Timeouts *IPVSTimeouts `json:"timeouts,omitempty"`
 	Services []IPVSService `json:"services"`
+}
+
+// IPVSTimeouts are the connection timeouts of IPVS in seconds.
+type IPVSTimeouts struct {
+	TCP    uint32 `json:"tcp"`
+	TCPFin uint32 `json:"tcpfin"`
+	UDP    uint32 `json:"udp"`
 }
 
 type IPVSService struct {

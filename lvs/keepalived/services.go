@@ -168,7 +168,6 @@ func lbKind(fwd string) string {
 	return fwd
 }
 
-
 // RemovedOnFailure lists the real servers (RIP:RPORT) that keepalived
 // takes out of the IPVS table when their health check fails: those with
 // a checker and without inhibit_on_failure (which sets weight 0 instead).

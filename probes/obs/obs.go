@@ -25,20 +25,20 @@ type Facts struct {
 	NftRules  []NftRule        `json:"nft_rules"`
 	// IptablesSave is `iptables-save -c` (and the legacy variant) where the
 	// command exists on the host; empty when it does not.
-	IptablesSave string      `json:"iptables_save,omitempty"`
-	Conntrack    []CTEntry   `json:"conntrack"`
-	Listeners    []Listener  `json:"listeners"`
-	IPVS         *IPVSTable  `json:"ipvs,omitempty"` // nil: no IPVS in this kernel
+	IptablesSave string     `json:"iptables_save,omitempty"`
+	Conntrack    []CTEntry  `json:"conntrack"`
+	Listeners    []Listener `json:"listeners"`
+	IPVS         *IPVSTable `json:"ipvs,omitempty"` // nil: no IPVS in this kernel
 	// Kernel is the release (uname -r): some IPVS behaviours changed
 	// with it.
 	Kernel string `json:"kernel,omitempty"`
 	// Modules is what the kernel has of IPVS and the FTP helpers; read
 	// on the director only (FactsArgs.Director), nil elsewhere.
-	Modules *Modules `json:"modules,omitempty"`
-	Errors       []string    `json:"errors,omitempty"`
-	TakenAt      time.Time   `json:"taken_at"`
-	Datapath     string      `json:"datapath,omitempty"` // "ipvs", "nft", "nft-stateless", "" when not a director
-	Extra        interface{} `json:"extra,omitempty"`
+	Modules  *Modules    `json:"modules,omitempty"`
+	Errors   []string    `json:"errors,omitempty"`
+	TakenAt  time.Time   `json:"taken_at"`
+	Datapath string      `json:"datapath,omitempty"` // "ipvs", "nft", "nft-stateless", "" when not a director
+	Extra    interface{} `json:"extra,omitempty"`
 }
 
 // FactsArgs leaves out parts of Facts. The zero value reads everything.

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +41,7 @@ type sshConn struct {
 	clients  []*ssh.Client // the target
 	jumpKeys []string      // the shared jump connections it holds
 	session  *ssh.Session
+	started  bool   // the agent runs: the setup script removes its directory
 	dir      string // where the uploaded agent lives; "" when not ours
 	keep     bool
 	timeout  time.Duration
@@ -287,86 +290,58 @@ func (sc *sshConn) target() *ssh.Client { return sc.clients[len(sc.clients)-1] }
 // goarch maps `uname -m` to Go's names.
 var goarch = map[string]string{"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
+// setupScript is the one session that sets up and then runs the agent:
+// it reports what the controller must know (architecture, root or sudo,
+// a cached copy, a private directory), waits for a line on stdin that
+// says what to do ("upload N" then "run", "run", "verify-run" or "quit"),
+// reads an upload of exactly N bytes from the same stdin, and finally
+// execs the agent on that stdin and stdout. Every session costs sshd a
+// fork and a shell, and more sessions cost more round trips: one session
+// per host is what keeps a check over SSH close to one over netns.
+// `read` takes one byte at a time from a pipe and `head -c N` stops at N,
+// and the controller sends nothing more until the script answers, so
+// nothing meant for the agent is swallowed by the setup.
+const setupScript = `umask 077
+S=; D=; P=%[1]s
+echo "@arch $(uname -m)"; echo "@uid $(id -u)"
+if [ "$(id -u)" != 0 ]; then
+  if m=$(sudo -n true 2>&1); then S="sudo -n"; echo "@sudo ok"; else echo "@sudo fail" $m; exit 0; fi
+fi
+case %[2]s in
+keep) if [ -x "$P" ] && [ "$(wc -c < "$P")" = %[3]d ]; then echo "@cache hit"; fi ;;
+temp) D=$(mktemp -d /tmp/lvsdoctor.XXXXXXXX) || { echo "@dir fail"; exit 0; }; P=$D/lvsdoctor; echo "@dir $D" ;;
+esac
+echo "@wait"
+quit() { [ -n "$D" ] && rm -rf "$D"; exit 0; }
+read -r cmd n || quit
+if [ "$cmd" = upload ]; then
+  mkdir -p -m 700 "$(dirname "$P")" && t=$(mktemp "$P.part.XXXXXX") || { echo "@upload fail cannot create $(dirname "$P")"; quit; }
+  if head -c "$n" | gzip -dc > "$t" && chmod 700 "$t" && mv -f "$t" "$P"; then echo "@hash $(sha256sum "$P" | cut -c1-64)"; else rm -f "$t"; echo "@upload fail"; quit; fi
+  read -r cmd n || quit
+fi
+case $cmd in run|verify-run) ;; *) quit ;; esac
+if [ "$cmd" = verify-run ] && ! out=$($S "$P" version 2>&1); then echo "@noexec" $out; quit; fi
+echo "@ready"
+if [ -n "$D" ]; then $S "$P" agent; rc=$?; rm -rf "$D"; exit $rc; fi
+exec $S "$P" agent
+`
+
 // startAgent puts lvsdoctor on the host (unless told where one is),
-// checks it can run there as root, and starts it on a session whose
-// stdin/stdout are the agent protocol. A wrapper removes an uploaded agent
-// when it exits, so a dropped connection leaves nothing behind.
+// checks it can run there as root, and starts it, all on one session
+// (setupScript) whose stdin and stdout then carry the agent protocol. An
+// uploaded agent in a private directory is removed by the script when the
+// agent exits, so a dropped connection leaves nothing behind.
 func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (io.WriteCloser, io.Reader, error) {
 	p, err := loadPayload()
 	if err != nil && o.AgentPath == "" {
 		return nil, nil, err
 	}
-	// One session finds out everything the setup needs (architecture,
-	// root or sudo, a cached agent, a private directory): every session
-	// costs sshd a fork and a shell, on every host.
-	probe := `echo "@arch $(uname -m)"; echo "@uid $(id -u)"; ` +
-		`if [ "$(id -u)" != 0 ]; then if m=$(sudo -n true 2>&1); then echo "@sudo ok"; else echo "@sudo fail" $m; fi; fi`
-	cache := ""
+	mode, path := "temp", ""
 	switch {
 	case o.AgentPath != "":
+		mode, path = "given", shellQuote(o.AgentPath)
 	case sc.keep:
-		cache = "$HOME/.cache/lvsdoctor/lvsdoctor-" + p.hash[:16]
-		probe += `; echo "@cache $(sha256sum ` + shellQuote(cache) + ` 2>/dev/null | cut -c1-64)"`
-	default:
-		probe += `; echo "@dir $(mktemp -d /tmp/lvsdoctor.XXXXXXXX)"`
-	}
-	out, err := sc.run(ctx, probe, nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot run commands: %v (%s)", err, out)
-	}
-	got := map[string]string{}
-	for _, ln := range strings.Split(out, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(ln), " "); ok && strings.HasPrefix(k, "@") {
-			got[k[1:]] = strings.TrimSpace(v)
-		}
-	}
-	if got["arch"] == "" || got["uid"] == "" {
-		return nil, nil, fmt.Errorf("unexpected answer to the setup commands: %q", out)
-	}
-	sudo := ""
-	if got["uid"] != "0" {
-		sudo = "sudo -n "
-		if st := got["sudo"]; st != "ok" {
-			if strings.Contains(st, "password") {
-				return nil, nil, fmt.Errorf("sudo wants a password: the agent must run as root; allow `sudo -n` for this user (NOPASSWD) or log in as root")
-			}
-			return nil, nil, fmt.Errorf("sudo -n does not work: %s", strings.TrimPrefix(st, "fail "))
-		}
-	}
-	path, verify := o.AgentPath, true
-	switch {
-	case path != "":
-	case goarch[got["arch"]] != runtime.GOARCH:
-		return nil, nil, fmt.Errorf("the host runs %s, this lvsdoctor is linux/%s: build lvsdoctor for that host and pass its path with --agent", got["arch"], runtime.GOARCH)
-	case sc.keep && got["cache"] == p.hash:
-		sc.dir, path, verify = "$HOME/.cache/lvsdoctor", cache, false
-	case sc.keep:
-		sc.dir, path = "$HOME/.cache/lvsdoctor", cache
-		if out, err := sc.run(ctx, "mkdir -p -m 700 "+shellQuote(sc.dir), nil); err != nil {
-			return nil, nil, fmt.Errorf("cannot create %s: %v (%s)", sc.dir, err, out)
-		}
-		if err := sc.send(ctx, p, path); err != nil {
-			return nil, nil, err
-		}
-	default:
-		if !strings.HasPrefix(got["dir"], "/tmp/lvsdoctor.") {
-			return nil, nil, fmt.Errorf("cannot create a private directory in /tmp: %q", got["dir"])
-		}
-		sc.dir = got["dir"]
-		path = sc.dir + "/lvsdoctor"
-		if err := sc.send(ctx, p, path); err != nil {
-			return nil, nil, err
-		}
-	}
-	// A fresh upload or a given path must be shown to run (a noexec mount,
-	// a broken copy); a cached copy of the same hash already did.
-	if verify {
-		if out, err := sc.run(ctx, sudo+shellQuote(path)+" version", nil); err != nil {
-			if strings.Contains(out, "ermission denied") {
-				return nil, nil, fmt.Errorf("%s cannot be executed there (a noexec mount?): pass a copy in an executable place with --agent PATH", path)
-			}
-			return nil, nil, fmt.Errorf("%s does not run there: %s", path, out)
-		}
+		mode, path = "keep", `"$HOME/.cache/lvsdoctor/lvsdoctor-`+p.hash[:16]+`"`
 	}
 	s, err := sc.target().NewSession()
 	if err != nil {
@@ -381,14 +356,160 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (io.WriteCloser
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd := "exec " + sudo + shellQuote(path) + " agent"
-	if sc.dir != "" && !sc.keep {
-		cmd = sudo + "sh -c " + shellQuote(fmt.Sprintf("%s agent; rc=$?; rm -rf %s; exit $rc", shellQuote(path), shellQuote(sc.dir)))
-	}
-	if err := s.Start(cmd); err != nil {
+	// sshd's notices ("Could not chdir to home directory") and a failing
+	// command's complaint go to stderr: kept (bounded) for the messages.
+	stderr := &tailBuffer{max: 4096}
+	s.Stderr = stderr
+	if err := s.Start(fmt.Sprintf(setupScript, path, mode, p.size)); err != nil {
 		return nil, nil, err
 	}
-	return stdin, stdout, nil
+	out := bufio.NewReader(stdout)
+	got := map[string]string{}
+	// answer reads the script's "@key value" lines up to one of the keys
+	// in until, bounded by the timeout: a host that stalls mid-setup
+	// must not hang the check.
+	answer := func(until ...string) (string, error) {
+		type line struct {
+			s   string
+			err error
+		}
+		for {
+			ch := make(chan line, 1)
+			go func() {
+				l, err := out.ReadString('\n')
+				ch <- line{strings.TrimSpace(l), err}
+			}()
+			var l line
+			select {
+			case l = <-ch:
+			case <-time.After(sc.timeout):
+				return "", fmt.Errorf("the setup commands did not answer within %s", sc.timeout)
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+			if k, v, _ := strings.Cut(l.s, " "); strings.HasPrefix(k, "@") {
+				got[k[1:]] = strings.TrimSpace(v)
+				if slices.Contains(until, k[1:]) || k == "@upload" || k == "@noexec" || k == "@dir" && v == "fail" {
+					return k[1:], nil
+				}
+			}
+			if l.err != nil {
+				if st := strings.TrimSpace(stderr.String()); st != "" {
+					return "", fmt.Errorf("cannot run commands: %s", st)
+				}
+				return "", fmt.Errorf("cannot run commands: the session ended (%v)", l.err)
+			}
+		}
+	}
+	say := func(line string) error {
+		_, err := io.WriteString(stdin, line+"\n")
+		return err
+	}
+	_, err = answer("wait")
+	if err != nil && got["sudo"] == "" && got["dir"] == "" {
+		return nil, nil, err
+	}
+	if got["arch"] == "" || got["uid"] == "" {
+		return nil, nil, fmt.Errorf("unexpected answer to the setup commands: %q", got)
+	}
+	if got["uid"] != "0" {
+		if st := got["sudo"]; st != "ok" {
+			if strings.Contains(st, "password") {
+				return nil, nil, fmt.Errorf("sudo wants a password: the agent must run as root; allow `sudo -n` for this user (NOPASSWD) or log in as root")
+			}
+			return nil, nil, fmt.Errorf("sudo -n does not work: %s", strings.TrimPrefix(st, "fail "))
+		}
+	}
+	if got["dir"] == "fail" {
+		return nil, nil, fmt.Errorf("cannot create a private directory in /tmp")
+	}
+	if mode == "temp" {
+		sc.dir = got["dir"]
+	} else if mode == "keep" {
+		sc.dir = "$HOME/.cache/lvsdoctor"
+	}
+	run := "verify-run"
+	switch {
+	case mode == "given":
+	case goarch[got["arch"]] != runtime.GOARCH:
+		say("quit")
+		return nil, nil, fmt.Errorf("the host runs %s, this lvsdoctor is linux/%s: build lvsdoctor for that host and pass its path with --agent", got["arch"], runtime.GOARCH)
+	case got["cache"] == "hit":
+		// A cached copy of this hash was checked when it was uploaded,
+		// and has run before.
+		run = "run"
+	default:
+		gz, err := p.gz()
+		if err != nil {
+			say("quit")
+			return nil, nil, fmt.Errorf("compressing the agent: %w", err)
+		}
+		if err := say(fmt.Sprintf("upload %d", len(gz))); err != nil {
+			return nil, nil, err
+		}
+		// The write blocks while the host does not read: bounded like
+		// every other remote step, with room for a slow link.
+		wrote := make(chan error, 1)
+		go func() { _, err := stdin.Write(gz); wrote <- err }()
+		select {
+		case err := <-wrote:
+			if err != nil {
+				return nil, nil, fmt.Errorf("uploading the agent: %w", err)
+			}
+		case <-time.After(4 * sc.timeout):
+			return nil, nil, fmt.Errorf("uploading the agent (%d bytes) did not finish within %s", len(gz), 4*sc.timeout)
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+		if k, err := answer("hash"); err != nil {
+			return nil, nil, fmt.Errorf("uploading the agent: %w", err)
+		} else if k != "hash" {
+			return nil, nil, fmt.Errorf("uploading the agent: %s %s", got["upload"], strings.TrimSpace(stderr.String()))
+		}
+		if got["hash"] != p.hash {
+			say("quit")
+			return nil, nil, fmt.Errorf("the uploaded agent's hash does not match (%s)", got["hash"])
+		}
+	}
+	if err := say(run); err != nil {
+		return nil, nil, err
+	}
+	switch k, err := answer("ready"); {
+	case err != nil:
+		return nil, nil, err
+	case k == "noexec":
+		// A fresh upload or a given path must be shown to run (a noexec
+		// mount, a broken copy).
+		if strings.Contains(got["noexec"], "ermission denied") {
+			return nil, nil, fmt.Errorf("the agent cannot be executed there (a noexec mount?): pass a copy in an executable place with --agent PATH")
+		}
+		return nil, nil, fmt.Errorf("the agent does not run there: %s", got["noexec"])
+	}
+	sc.started = true
+	return stdin, out, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	b   []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
 
 // payload is this lvsdoctor, hashed once per run and compressed once,
@@ -399,6 +520,7 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (io.WriteCloser
 type payload struct {
 	path string
 	hash string
+	size int64
 }
 
 var (
@@ -424,11 +546,12 @@ func loadPayload() (payload, error) {
 		}
 		defer f.Close()
 		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
+		n, err := io.Copy(h, f)
+		if err != nil {
 			payloadErr = err
 			return
 		}
-		payloadVal = payload{path: bin, hash: hex.EncodeToString(h.Sum(nil))}
+		payloadVal = payload{path: bin, hash: hex.EncodeToString(h.Sum(nil)), size: n}
 	})
 	return payloadVal, payloadErr
 }
@@ -454,24 +577,6 @@ func (p payload) gz() ([]byte, error) {
 	return gzVal, gzErr
 }
 
-func (sc *sshConn) send(ctx context.Context, p payload, path string) error {
-	// A temporary name of its own: hosts that share the directory (an NFS
-	// home with --keep-agent) may upload the same file at once.
-	cmd := fmt.Sprintf(`umask 077; t=$(mktemp %[1]s.part.XXXXXX) || exit 1; if gzip -dc > "$t" && chmod 700 "$t" && mv -f "$t" %[1]s; then sha256sum %[1]s; else rm -f "$t"; exit 1; fi`, path)
-	gz, err := p.gz()
-	if err != nil {
-		return fmt.Errorf("compressing the agent: %w", err)
-	}
-	out, err := sc.run(ctx, cmd, bytes.NewReader(gz))
-	if err != nil {
-		return fmt.Errorf("uploading the agent: %v (%s)", err, out)
-	}
-	if !strings.HasPrefix(out, p.hash) {
-		return fmt.Errorf("the uploaded agent's hash does not match (%s)", out)
-	}
-	return nil
-}
-
 // close ends the agent (EOF on its stdin), removes what was uploaded
 // unless it is to be kept, and closes every connection.
 func (sc *sshConn) close() error {
@@ -479,9 +584,9 @@ func (sc *sshConn) close() error {
 		if sc.session != nil {
 			sc.session.Close()
 		}
-		if sc.dir != "" && !sc.keep && len(sc.clients) > 0 {
-			// The wrapper already removed it when the agent exited; this
-			// covers an agent that never started.
+		if sc.dir != "" && !sc.keep && !sc.started && len(sc.clients) > 0 {
+			// The setup script removes it when the agent exits, and on
+			// every way out it foresaw; this covers a setup cut short.
 			ctx, cancel := context.WithTimeout(context.Background(), sc.timeout)
 			sc.run(ctx, "rm -rf "+shellQuote(sc.dir), nil)
 			cancel()

@@ -45,6 +45,15 @@ func startSSHD(t *testing.T) *sshd {
 	gen("client_key")
 	pub, _ := os.ReadFile(filepath.Join(dir, "client_key.pub"))
 	os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600)
+	// sshd reads a user's authorized keys as that user: logins other
+	// than root need a copy they can reach.
+	shared, err := os.MkdirTemp("", "lvsdoctor-sshkeys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shared) })
+	os.Chmod(shared, 0o755)
+	os.WriteFile(filepath.Join(shared, "authorized_keys"), pub, 0o644)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +62,7 @@ func startSSHD(t *testing.T) *sshd {
 	l.Close()
 	conf := fmt.Sprintf(`ListenAddress 127.0.0.1:%d
 HostKey %s/host_key
-AuthorizedKeysFile %s/authorized_keys
+AuthorizedKeysFile %s/authorized_keys %s/authorized_keys
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -62,7 +71,7 @@ StrictModes no
 AllowTcpForwarding yes
 PidFile %s/sshd.pid
 LogLevel ERROR
-`, port, dir, dir, dir)
+`, port, dir, dir, shared, dir)
 	os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(conf), 0o600)
 	os.MkdirAll("/run/sshd", 0o755) // privilege separation directory
 	cmd := exec.Command(bin, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
@@ -195,11 +204,28 @@ func TestSSHErrors(t *testing.T) {
 	closedPort := closed.Addr().(*net.TCPAddr).Port
 	closed.Close()
 
+	// A login without a sudoers entry: sudo -n asks for a password
+	// before it looks at sudoers.
+	useradd := testenv.RequireCommand(t, "useradd", "passwd")
+	user := fmt.Sprintf("lvsdn%d", os.Getpid()%100000)
+	if out, err := exec.Command(useradd, "-M", "-N", "-d", "/nonexistent", "-s", "/bin/sh", "-p", "*", user).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("userdel", user).Run() })
+	nopw := fmt.Sprintf("Host lvs-nopw\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n", s.port, user, s.clientKey, s.knownHosts)
+
+	// What a noexec mount does to a binary: execve refuses, even root.
+	notExec := filepath.Join(s.dir, "not-executable")
+	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+
 	cases := []struct {
 		name, spec, want string
 		cfg              func() string
 		opt              SSHOptions
 	}{
+		{"sudo wants a password", "lvs-nopw", "sudo wants a password", func() string { return s.config(t, s.knownHosts, nopw) }, SSHOptions{}},
+		{"agent not executable", "lvs-test", "cannot be executed there", func() string { return s.config(t, s.knownHosts) }, SSHOptions{AgentPath: notExec}},
+		{"agent not there", "lvs-test", "does not run there", func() string { return s.config(t, s.knownHosts) }, SSHOptions{AgentPath: "/nonexistent/lvsdoctor"}},
 		{"wrong key", "lvs-test", "refused every key", func() string {
 			p := s.config(t, s.knownHosts)
 			b, _ := os.ReadFile(p)

@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -16,20 +17,39 @@ import (
 
 type callFunc func(h *classify.Host, c *transport.Conn, op string, args, out any) bool
 
+// realServers lists each real server once (by label), in topology order:
+// the hosts Q.1 and Q.2 run on, in the order the classifier reports them
+// and Plan lists them.
+func realServers(top *topology.Topology) []topology.Host {
+	var out []topology.Host
+	seen := map[string]bool{}
+	for _, s := range top.Services {
+		for _, r := range s.RealServers {
+			if !seen[r.Label()] {
+				seen[r.Label()] = true
+				out = append(out, r.AsHost())
+			}
+		}
+	}
+	return out
+}
+
 // runProbes is the plan of Q.1-Q.4, all started at once: on each real
 // server a ping and a traceroute to the client from the RIP and `ip route
 // get CIP from RIP`; on the director its routes to the client and to each
 // RIP and the kernel's reverse-path verdict for the client's requests; on
-// the client the test connections.
-func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, conns map[string]*transport.Conn, cip netip.Addr, opt Options, call callFunc, mu *sync.Mutex) {
+// the client the test connections. ev hears Q.1 and Q.2 land as their
+// probes return, and Q.3 and Q.4 start.
+func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, conns map[string]*transport.Conn, cip netip.Addr, opt Options, call callFunc, mu *sync.Mutex, ev *emitter) {
 	var wg sync.WaitGroup
-	do := func(h *classify.Host, fn func(c *transport.Conn)) {
+	do := func(h *classify.Host, fn func(c *transport.Conn)) bool {
 		c := conns[h.Label]
 		if c == nil || h.Error != "" {
-			return
+			return false
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); fn(c) }()
+		return true
 	}
 	addRG := func(h *classify.Host, rg obs.RouteGet) {
 		mu.Lock()
@@ -45,32 +65,50 @@ func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, 
 			}
 		})
 	}
-	for _, h := range in.Hosts {
-		if h.Role != classify.RoleRealServer {
+	d := in.Hosts[top.Director.Label()]
+	for _, rh := range realServers(top) {
+		h := in.Hosts[rh.Label()]
+		if h == nil || h.Role != classify.RoleRealServer {
 			continue
 		}
 		rip := h.Address
 		if !opt.Static {
+			ripAddr, _ := netip.ParseAddr(rip)
+			step := func(id string) Event { return Event{Step: id, Host: h.Label} }
 			do(h, func(c *transport.Conn) {
+				e := step("Q1")
+				e.State, e.Summary = StateRunning, fmt.Sprintf("ping -n -c1 -I %s %s", rip, cip)
+				ev.emit(e)
 				var p obs.Ping
 				if call(h, c, agent.OpPing, obs.PingArgs{Src: rip, Dst: cip.String(), Count: 1, Timeout: opt.Timeout}, &p) {
 					mu.Lock()
 					h.Ping = &p
 					mu.Unlock()
+					e.State, e.Summary = pingOutcome(h.Label, rip, cip.String(), &p)
+				} else {
+					e.State, e.Summary = StateError, "ping could not run: "+hostError(h, mu)
 				}
+				ev.emit(e)
 			})
 			do(h, func(c *transport.Conn) {
+				e := step("Q2")
+				e.State, e.Summary = StateRunning, fmt.Sprintf("traceroute -n -s %s %s", rip, cip)
+				ev.emit(e)
 				var t obs.Trace
 				if call(h, c, agent.OpTrace, obs.TraceArgs{Src: rip, Dst: cip.String(), MaxHops: 8, Timeout: opt.Timeout}, &t) {
 					mu.Lock()
 					h.Trace = &t
 					mu.Unlock()
+					e.State, e.Summary = traceOutcome(d, ripAddr, cip, &t)
+				} else {
+					e.State, e.Summary = StateError, "traceroute could not run: "+hostError(h, mu)
 				}
+				ev.emit(e)
 			})
 		}
 		routeGet(h, obs.RouteGetArgs{Dst: cip.String(), Src: rip})
 	}
-	if d := in.Hosts[top.Director.Label()]; d != nil {
+	if d != nil {
 		routeGet(d, obs.RouteGetArgs{Dst: cip.String()})
 		seen := map[string]bool{}
 		for _, s := range top.Services {
@@ -89,7 +127,7 @@ func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, 
 	in.Services = make([]classify.ServiceRun, len(top.Services))
 	cl := in.Hosts[top.Client.Label()]
 	redirects := false
-	if d := in.Hosts[top.Director.Label()]; d != nil {
+	if d != nil {
 		redirects = redirectRisk(d, top, cip)
 	}
 	type slot struct {
@@ -134,9 +172,55 @@ func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, 
 			}
 		}
 	}
+	// Q.3 and Q.4 of a service run while its test connections do; once
+	// the last of them returned, the client's side of the story is known
+	// (answered or not) and the rest waits for the captures.
+	pending := map[int]int{}
 	for _, sl := range slots {
+		pending[sl.svc]++
+	}
+	var pmu sync.Mutex
+	finished := func(svc int) {
+		pmu.Lock()
+		pending[svc]--
+		last := pending[svc] == 0
+		pmu.Unlock()
+		if !last {
+			return
+		}
+		n, ok := 0, 0
+		var failed string
+		for _, sl := range slots {
+			if sl.svc != svc {
+				continue
+			}
+			if sl.err != nil {
+				failed = sl.err.Error()
+			}
+			for _, c := range sl.res.Conns {
+				n++
+				if c.Result == "ok" {
+					ok++
+				}
+			}
+		}
+		q3 := fmt.Sprintf("%d of %d test connections answered; reading the captures", ok, n)
+		if failed != "" {
+			q3 = "test connections could not run: " + failed
+		}
+		ev.service(top, svc, StateRunning, q3, "test connections done; reading the capture")
+	}
+	started := map[int]bool{}
+	for _, sl := range slots {
+		if !started[sl.svc] && cl != nil && conns[cl.Label] != nil && cl.Error == "" {
+			started[sl.svc] = true
+			ev.service(top, sl.svc, StateRunning,
+				fmt.Sprintf("test connections from %s, captured on every director interface", cip),
+				"capturing while the test connections run")
+		}
 		do(cl, func(c *transport.Conn) {
 			sl.err = c.Call(ctx, agent.OpConnect, sl.args, &sl.res)
+			finished(sl.svc)
 		})
 	}
 	wg.Wait()

@@ -33,9 +33,13 @@ type Options struct {
 	// PcapDir keeps every host's capture as pcapng there.
 	PcapDir string
 	Strict  bool
-	// Progress, when set, is told what is happening.
+	// Progress, when set, is told what is happening, a line at a time.
 	Progress func(string)
-	Version  string
+	// Events, when set, hears each HOWTO step on each host go from
+	// planned to running to its outcome (see Event). Calls never overlap
+	// and arrive in order; the probes wait while it runs.
+	Events  func(Event)
+	Version string
 }
 
 func (o *Options) defaults() {
@@ -65,11 +69,11 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 	}
 	addHost(top.Client, classify.RoleClient)
 	addHost(top.Director, classify.RoleDirector)
-	for _, s := range top.Services {
-		for _, r := range s.RealServers {
-			addHost(r.AsHost(), classify.RoleRealServer)
-		}
+	for _, r := range realServers(top) {
+		addHost(r, classify.RoleRealServer)
 	}
+	ev := newEmitter(opt.Events, top)
+	ev.planned()
 
 	// Every host runs its own pipeline, with barriers only where the test
 	// needs them: all captures must run before the first test packet, and
@@ -149,6 +153,12 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 			watch = append(watch, s.VIPPort().Addr().String())
 		}
 	}
+	switch {
+	case opt.Static:
+		ev.landAll(StateSkipped, "--static: no test traffic")
+	case !cip.IsValid():
+		ev.landAll(StateSkipped, "the client's address is unknown")
+	}
 	captures := map[string]string{}
 	opt.Progress(fmt.Sprintf("reaching %d hosts, reading their static picture, starting captures", len(in.Hosts)))
 	each(in, func(h *classify.Host) {
@@ -157,7 +167,7 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 			return
 		}
 		var f obs.Facts
-		args := obs.FactsArgs{SkipConntrack: h.Role != classify.RoleDirector, SkipListeners: h.Role == classify.RoleClient}
+		args := obs.FactsArgs{SkipConntrack: h.Role != classify.RoleDirector, SkipListeners: h.Role == classify.RoleClient, Director: h.Role == classify.RoleDirector}
 		if !call(h, c, agent.OpFacts, args, &f) {
 			return
 		}
@@ -174,23 +184,24 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		}
 	})
 
+	if capture {
+		ev.unreached(in, top)
+	}
 	if cip.IsValid() {
 		opt.Progress("Q.1-Q.4: pings, traceroutes and route lookups on the real servers; test connections from the client")
-		runProbes(ctx, top, in, conns, cip, opt, call, &mu)
+		runProbes(ctx, top, in, conns, cip, opt, call, &mu, ev)
 	}
 
 	opt.Progress("stopping captures, reading counters after the test")
-	each(in, func(h *classify.Host) {
-		c := usable(h)
-		if c == nil {
-			return
-		}
+	stop := func(h *classify.Host, c *transport.Conn) {
 		if id, ok := captures[h.Label]; ok {
 			var cp obs.Capture
 			if call(h, c, agent.OpCaptureStop, obs.CaptureStopArgs{ID: id}, &cp) {
 				h.Capture = &cp
 			}
 		}
+	}
+	after := func(h *classify.Host, c *transport.Conn) {
 		// A real server that got an ICMP redirect during the test routes
 		// the client another way now: ask `ip route get CIP from RIP`
 		// again (obs.RouteGet.After).
@@ -211,7 +222,32 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		if call(h, c, agent.OpFacts, args, &f) {
 			h.After = &f
 		}
-	})
+	}
+	if capture && opt.Events != nil {
+		// Q.3 and Q.4 are judged from the captures alone: with all of them
+		// in, and nothing written meanwhile, what the classifier makes of
+		// them is their outcome while the counters are read.
+		each(in, func(h *classify.Host) {
+			if c := usable(h); c != nil {
+				stop(h, c)
+			}
+		})
+		ev.steps(classify.Run(in).Steps, false, "Q3", "Q4")
+		each(in, func(h *classify.Host) {
+			if c := usable(h); c != nil {
+				after(h, c)
+			}
+		})
+	} else {
+		// Without a listener, each host goes on to its counters as soon
+		// as its own capture is in.
+		each(in, func(h *classify.Host) {
+			if c := usable(h); c != nil {
+				stop(h, c)
+				after(h, c)
+			}
+		})
+	}
 
 	opt.Progress("classifying")
 	r := Judge(in, opt.Strict)
@@ -221,6 +257,7 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 			Why: "the client's address is unknown: give client.address in the topology, or make the client reachable"})
 		r.Decide(opt.Strict)
 	}
+	ev.steps(r.Steps, true)
 	r.DurationMS = time.Since(start).Milliseconds()
 	return r, in
 }

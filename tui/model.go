@@ -19,15 +19,17 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 
+	"github.com/lvsdoctor/lvsdoctor/checks"
 	"github.com/lvsdoctor/lvsdoctor/checks/result"
 	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
 	"github.com/lvsdoctor/lvsdoctor/report"
 )
 
-// Runner runs a check of top, telling progress what is happening; the
-// wizard cancels ctx on Ctrl-C and waits for the runner to return (the
-// agents closed).
-type Runner func(ctx context.Context, top *topology.Topology, progress func(string)) (*result.Result, error)
+// Runner runs a check of top, telling progress what is happening and
+// step how each HOWTO step on each host goes (checks.Options.Events: one
+// call at a time, in order); the wizard cancels ctx on Ctrl-C and waits
+// for the runner to return (the agents closed).
+type Runner func(ctx context.Context, top *topology.Topology, progress func(string), step func(checks.Event)) (*result.Result, error)
 
 // Config sets up the wizard.
 type Config struct {
@@ -55,7 +57,11 @@ const (
 
 type (
 	progressMsg string
-	doneMsg     struct {
+	stepMsg     struct {
+		e   checks.Event
+		gen int
+	}
+	doneMsg struct {
 		r   *result.Result
 		err error
 		gen int
@@ -90,6 +96,8 @@ type Model struct {
 	top      *topology.Topology
 	spin     spinner.Model
 	events   []string
+	steps    stepRows
+	stepTop  int // the first step row shown when they do not all fit
 	started  time.Time
 	cancel   context.CancelFunc
 	ch       chan tea.Msg
@@ -173,6 +181,7 @@ func (m *Model) startRun() tea.Cmd {
 	m.gen++
 	gen := m.gen
 	m.events = nil
+	m.steps, m.stepTop = stepRows{}, 0
 	m.res, m.runErr, m.status = nil, nil, ""
 	m.started = m.cfg.Now()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -193,6 +202,14 @@ func (m *Model) startRun() tea.Cmd {
 				case ch <- progressMsg(s):
 				default:
 				}
+			}, func(e checks.Event) {
+				// Unlike a progress line, a step event may not be lost
+				// (the last one of a step is its outcome): wait for the
+				// model, unless the check is being abandoned.
+				select {
+				case ch <- stepMsg{e: e, gen: gen}:
+				case <-ctx.Done():
+				}
 			})
 		}
 		ch <- doneMsg{r: r, err: err, gen: gen}
@@ -211,9 +228,18 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.width, m.height = msg.Width, msg.Height
 		m.input.SetWidth(max(10, m.width-4))
 		m.clampScroll()
+		m.clampStepTop()
 		return m, nil
 	case progressMsg:
 		m.events = append(m.events, string(msg))
+		return m, wait(m.ch)
+	case stepMsg:
+		if msg.gen != m.gen {
+			// Only the current run's channel may have a reader: a
+			// second one would deliver its events out of order.
+			return m, nil
+		}
+		m.steps.apply(msg.e)
 		return m, wait(m.ch)
 	case doneMsg:
 		if msg.gen != m.gen {
@@ -249,9 +275,23 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case screenAsk:
 			return m.updateAsk(msg)
 		case screenRun:
-			if msg.String() == "q" || msg.String() == "esc" {
+			switch msg.String() {
+			case "q", "esc":
 				return m.interrupt()
+			case "up", "k":
+				m.stepTop--
+			case "down", "j":
+				m.stepTop++
+			case "pgup":
+				m.stepTop -= m.stepWindow()
+			case "pgdown", "space":
+				m.stepTop += m.stepWindow()
+			case "home":
+				m.stepTop = 0
+			case "end":
+				m.stepTop = len(m.steps.rows)
 			}
+			m.clampStepTop()
 			return m, nil
 		case screenResults:
 			return m.updateResults(msg)
@@ -576,43 +616,6 @@ func orDef(s, d string) string {
 	return s
 }
 
-// plan is the grid of HOWTO steps the check runs: Q.1 and Q.2 on each real
-// server, Q.3 on the director per service, Q.4 on each real server per
-// service.
-type planRow struct{ id, host, service string }
-
-func plan(top *topology.Topology) []planRow {
-	var rows []planRow
-	seen := map[string]bool{}
-	var rss []string
-	for _, s := range top.Services {
-		for _, r := range s.RealServers {
-			if !seen[r.Label()] {
-				seen[r.Label()] = true
-				rss = append(rss, r.Label())
-			}
-		}
-	}
-	for _, id := range []string{"Q1", "Q2"} {
-		for _, h := range rss {
-			rows = append(rows, planRow{id, h, ""})
-		}
-	}
-	for _, s := range top.Services {
-		rows = append(rows, planRow{"Q3", top.Director.Label(), s.String()})
-	}
-	for _, s := range top.Services {
-		done := map[string]bool{}
-		for _, r := range s.RealServers {
-			if !done[r.Label()] {
-				done[r.Label()] = true
-				rows = append(rows, planRow{"Q4", r.Label(), s.String()})
-			}
-		}
-	}
-	return rows
-}
-
 func stepName(id string) string { return strings.Replace(id, "Q", "Q.", 1) }
 
 func (m *Model) viewRun() string {
@@ -629,35 +632,22 @@ func (m *Model) viewRun() string {
 		}
 		b.WriteString(m.styles.dim.Render(strings.Join(svcs, ", ")) + "\n")
 	}
+	// Only the phase under way: the steps below say what is done.
+	phase := "starting"
+	if n := len(m.events); n > 0 {
+		phase = m.events[n-1]
+	}
+	b.WriteString("\n" + m.spin.View() + " " + phase + "\n\n")
+	lines, scrolls := m.stepLines()
+	for _, l := range lines {
+		b.WriteString(l + "\n")
+	}
 	b.WriteString("\n")
-	for i, e := range m.events {
-		mark := m.styles.pass.Render("✓")
-		if i == len(m.events)-1 {
-			mark = m.spin.View()
-		}
-		b.WriteString(mark + " " + e + "\n")
+	if scrolls {
+		b.WriteString(m.footer("↑↓", "scroll", "ctrl+c", "stop"))
+	} else {
+		b.WriteString(m.footer("ctrl+c", "stop"))
 	}
-	if len(m.events) == 0 {
-		b.WriteString(m.spin.View() + " starting\n")
-	}
-	b.WriteString("\n")
-	if m.top != nil {
-		rows := plan(m.top)
-		avail := m.height - 7 - max(1, len(m.events))
-		if len(rows) > avail && avail > 0 {
-			rows = append(rows[:avail-1], planRow{id: "", host: fmt.Sprintf("… %d more", len(rows)-avail+1)})
-		} else if avail <= 0 {
-			rows = nil
-		}
-		for _, r := range rows {
-			if r.id == "" {
-				b.WriteString(m.styles.dim.Render("  "+r.host) + "\n")
-				continue
-			}
-			fmt.Fprintf(&b, "  %s %-4s %-10s %s\n", m.spin.View(), stepName(r.id), r.host, r.service)
-		}
-	}
-	b.WriteString("\n" + m.footer("ctrl+c", "stop"))
 	return b.String()
 }
 

@@ -106,14 +106,25 @@ type fakeRunner struct {
 	tops  chan *topology.Topology
 }
 
-func (f *fakeRunner) run(_ context.Context, top *topology.Topology, progress func(string)) (*result.Result, error) {
+func (f *fakeRunner) run(_ context.Context, top *topology.Topology, progress func(string), step func(checks.Event)) (*result.Result, error) {
 	f.calls.Add(1)
 	if f.tops != nil {
 		f.tops <- top
 	}
+	for _, e := range checks.Plan(top) {
+		step(e)
+	}
 	progress("reaching 3 hosts")
 	progress("classifying")
+	finals(f.r, step)
 	return f.r, nil
+}
+
+// finals sends the final events of a result, as checks.Run does last.
+func finals(r *result.Result, step func(checks.Event)) {
+	for _, s := range r.Steps {
+		step(checks.Event{Step: s.ID, Host: s.Host, Service: s.Service, State: checks.State(s.Status), Summary: s.Summary, Final: true})
+	}
 }
 
 func start(t *testing.T, cfg Config, opts ...teatest.TestOption) (*teatest.TestModel, *screens, *Model) {
@@ -381,7 +392,10 @@ func TestCtrlC(t *testing.T) {
 	_, top := fixture(t, "healthy")
 	var cancelled, closed atomic.Bool
 	started := make(chan struct{})
-	run := func(ctx context.Context, _ *topology.Topology, progress func(string)) (*result.Result, error) {
+	run := func(ctx context.Context, top *topology.Topology, progress func(string), step func(checks.Event)) (*result.Result, error) {
+		for _, e := range checks.Plan(top) {
+			step(e)
+		}
 		progress("reaching 4 hosts")
 		close(started)
 		<-ctx.Done()
@@ -441,6 +455,239 @@ func TestManyFindings(t *testing.T) {
 	if !fits(v) {
 		t.Errorf("does not fit 80×24 with its keys:\n%s", v)
 	}
+	tm.Send(key('q'))
+	finish(t, tm)
+}
+
+// stepMark finds the row of step id on host (and service) on a check
+// screen and returns its first column: "·" waiting, a spinner frame,
+// or ok, FAIL, ERR, skip.
+func stepMark(screen, id, host, service string) (string, bool) {
+	for _, l := range strings.Split(screen, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 || f[1] != stepName(id) || f[2] != host {
+			continue
+		}
+		if service != "" && !strings.HasPrefix(strings.Join(f[3:], " "), service+" ") {
+			continue
+		}
+		return f[0], true
+	}
+	return "", false
+}
+
+func isSpinner(mark string) bool { return len(mark) == 1 && strings.Contains(`|/-\`, mark) }
+
+func statusWord(st result.Status) string {
+	switch st {
+	case result.Pass:
+		return "ok"
+	case result.Fail:
+		return "FAIL"
+	case result.Error:
+		return "ERR"
+	}
+	return "skip"
+}
+
+// stepper is a runner that plays a check's events one at a time, each when
+// the test asks for it.
+type stepper struct {
+	next chan checks.Event
+	done chan struct{}
+	r    *result.Result
+}
+
+func (s *stepper) run(ctx context.Context, top *topology.Topology, progress func(string), step func(checks.Event)) (*result.Result, error) {
+	progress("Q.1-Q.4: pings, traceroutes and route lookups on the real servers; test connections from the client")
+	for {
+		select {
+		case e := <-s.next:
+			step(e)
+		case <-s.done:
+			return s.r, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// TestStepProgress: the check screen has a row per step and host from the
+// plan, each waiting; a row shows the spinner when its step runs and its
+// outcome as soon as that lands, one by one, the others unchanged; the
+// final outcomes win over provisional ones; then the results. All without
+// colour under NoColor.
+func TestStepProgress(t *testing.T) {
+	r, top := fixture(t, "rs-wrong-gateway")
+	st := &stepper{next: make(chan checks.Event), done: make(chan struct{}), r: r}
+	// NO_COLOR on a terminal that has colour: the marks alone must tell.
+	tm, s, _ := start(t, Config{Topology: top, Run: st.run, NoColor: true},
+		teatest.WithProgramOptions(tea.WithColorProfile(colorprofile.TrueColor)))
+	plan := checks.Plan(top)
+	if len(plan) != len(r.Steps) {
+		t.Fatalf("plan of %d steps for a result of %d", len(plan), len(r.Steps))
+	}
+	send := func(e checks.Event) {
+		select {
+		case st.next <- e:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the runner does not take events; screen:\n%s", s.current())
+		}
+	}
+	for _, e := range plan {
+		send(e)
+	}
+	// marks is the first column of every planned row, "" where a row is
+	// missing.
+	marks := func(v string) []string {
+		out := make([]string, len(plan))
+		for i, e := range plan {
+			out[i], _ = stepMark(v, e.Step, e.Host, e.Service)
+		}
+		return out
+	}
+	v := s.wait(t, "every step waiting", func(v string) bool {
+		for _, m := range marks(v) {
+			if m != "·" {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("planned:\n%s", v)
+
+	// Provisional outcomes: those of the result, except the first step's,
+	// which the final outcome must then overrule.
+	prov := make([]result.Status, len(r.Steps))
+	for i, rs := range r.Steps {
+		prov[i] = rs.Status
+	}
+	if prov[0] == result.Pass {
+		prov[0] = result.Fail
+	} else {
+		prov[0] = result.Pass
+	}
+	for i, e := range plan {
+		running := e
+		running.State, running.Summary = checks.StateRunning, "running "+e.Step
+		send(running)
+		s.wait(t, fmt.Sprintf("step %d (%s %s %s) running, the rest unchanged", i, e.Step, e.Host, e.Service), func(v string) bool {
+			ms := marks(v)
+			for j, m := range ms {
+				switch {
+				case j < i && m != statusWord(prov[j]),
+					j == i && !isSpinner(m),
+					j > i && m != "·":
+					return false
+				}
+			}
+			return true
+		})
+		landed := e
+		landed.State, landed.Summary = checks.State(prov[i]), "provisional "+string(prov[i])
+		send(landed)
+		s.wait(t, fmt.Sprintf("step %d landed %s", i, prov[i]), func(v string) bool {
+			m := marks(v)
+			return m[i] == statusWord(prov[i]) && (i+1 == len(m) || m[i+1] == "·")
+		})
+	}
+	for _, rs := range r.Steps {
+		send(checks.Event{Step: rs.ID, Host: rs.Host, Service: rs.Service, State: checks.State(rs.Status), Summary: rs.Summary, Final: true})
+	}
+	v = s.wait(t, "the final outcomes", func(v string) bool {
+		m := marks(v)
+		for i, rs := range r.Steps {
+			if m[i] != statusWord(rs.Status) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("final:\n%s", v)
+	if !strings.Contains(v, r.Steps[0].Summary[:min(30, len(r.Steps[0].Summary))]) {
+		t.Errorf("the first row does not show its final summary %q:\n%s", r.Steps[0].Summary, v)
+	}
+	close(st.done)
+	s.waitFor(t, "faulty", "Findings")
+	tm.Send(key('q'))
+	out, err := io.ReadAll(tm.FinalOutput(t, teatest.WithFinalTimeout(5*time.Second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hasColor(out) {
+		t.Errorf("colour in the output under NoColor")
+	}
+}
+
+// TestStepProgressMany: fifty real servers make 151 step rows; the check
+// screen still fits 80×24, with a line per HOWTO step that counts the
+// outcomes and names the failures, and a window of rows that scrolls.
+func TestStepProgressMany(t *testing.T) {
+	var y strings.Builder
+	y.WriteString("client: {host: netns:c, address: 203.0.113.10}\ndirector: {host: netns:d}\nservices:\n  - vip: 203.0.113.100:80\n    proto: tcp\n    realservers:\n")
+	for i := range 50 {
+		fmt.Fprintf(&y, "      - {address: 198.18.0.%d:80, name: rs%d, host: netns:rs%d}\n", i+2, i+1, i+1)
+	}
+	top, err := topology.Parse("many.yaml", []byte(y.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &stepper{next: make(chan checks.Event), done: make(chan struct{}), r: &result.Result{Verdict: result.Healthy}}
+	tm, s, _ := start(t, Config{Topology: top, Run: st.run})
+	plan := checks.Plan(top)
+	if len(plan) != 151 {
+		t.Fatalf("%d steps planned for 50 real servers and one service, want 151", len(plan))
+	}
+	for _, e := range plan {
+		st.next <- e
+	}
+	for _, e := range plan {
+		if e.Step != "Q1" {
+			continue
+		}
+		e.State = checks.StatePass
+		if e.Host == "rs7" {
+			e.State = checks.StateFail
+		}
+		st.next <- e
+	}
+	for _, e := range plan[50:60] {
+		e.State = checks.StateRunning
+		st.next <- e
+	}
+	fits := func(v string) bool {
+		lines := strings.Split(v, "\n")
+		for _, l := range lines {
+			if lipgloss.Width(l) > 80 {
+				return false
+			}
+		}
+		return len(lines) <= 24 && strings.Contains(lines[len(lines)-1], "ctrl+c stop")
+	}
+	v := s.waitFor(t, "Q.1  50 steps: 1 FAIL, 49 ok · FAIL/ERR: rs7", "Q.2  50 steps: 10 running, 40 waiting",
+		"Q.3  1 step: 1 waiting", "Q.4  50 steps: 50 waiting", "steps 1-")
+	t.Logf("fifty real servers:\n%s", v)
+	if !fits(v) {
+		t.Errorf("does not fit 80×24 with its keys:\n%s", v)
+	}
+	if m, ok := stepMark(v, "Q1", "rs7", ""); !ok || m != "FAIL" {
+		t.Errorf("rs7's Q.1 row shows %q (found %v), want FAIL:\n%s", m, ok, v)
+	}
+	tm.Send(key(tea.KeyEnd))
+	v = s.waitFor(t, "of 151", "Q.4  rs50")
+	if !fits(v) || !strings.Contains(v, "151 of 151") {
+		t.Errorf("at the end of the list:\n%s", v)
+	}
+	tm.Send(key(tea.KeyPgUp))
+	s.wait(t, "a page up", func(v string) bool { return !strings.Contains(v, "151 of 151") && strings.Contains(v, "of 151") })
+	tm.Send(key(tea.KeyHome))
+	s.waitFor(t, "steps 1-", "Q.1  rs1 ")
+	tm.Send(tea.WindowSizeMsg{Width: 80, Height: 60})
+	s.wait(t, "a taller window", func(v string) bool {
+		return len(strings.Split(v, "\n")) > 24 && strings.Contains(v, "of 151")
+	})
+	close(st.done)
+	s.waitFor(t, "healthy", "Findings")
 	tm.Send(key('q'))
 	finish(t, tm)
 }

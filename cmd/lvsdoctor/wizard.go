@@ -29,13 +29,16 @@ func newWizardCmd() *cobra.Command {
 		Long: `wizard is the interactive way in. Without -f it asks for the director and how
 to reach it, the virtual service, the real servers and the client, checking
 every answer as it is typed, and saves the topology file. Then it runs the
-check with live progress and lists the findings, most severe first; each
-opens to its evidence, its journey drawn across client, director and real
-server, the HOWTO answer and the remedy.
+check with live progress, a row per HOWTO step and host that shows a
+spinner while the step runs and ok or FAIL as soon as it is known, and
+lists the findings, most severe first; each opens to its evidence, its
+journey drawn across client, director and real server, the HOWTO answer
+and the remedy.
 
-Keys: while asking, enter next and esc back a question; then ↑↓ select,
-enter open, esc back, r re-run, m write the markdown report, q quit. Ctrl-C
-stops a running check and closes its agents. The exit code is the check's:
+Keys: while asking, enter next and esc back a question; while checking, ↑↓
+scroll the steps when they do not all fit; then ↑↓ select, enter open, esc
+back, r re-run, m write the markdown report, q quit. Ctrl-C stops a running
+check and closes its agents. The exit code is the check's:
 0 healthy, 1 faulty, 3 inconclusive or no check.`,
 		Example: `  sudo lvsdoctor wizard                 # build a topology by answering questions
   sudo lvsdoctor wizard -f lab.yaml     # check a topology file straight away`,
@@ -50,11 +53,11 @@ stops a running check and closes its agents. The exit code is the check's:
 				top = t
 			}
 			transport.Defaults.SSH = ssh
-			run := func(ctx context.Context, t *topology.Topology, progress func(string)) (*result.Result, error) {
+			run := func(ctx context.Context, t *topology.Topology, progress func(string), step func(checks.Event)) (*result.Result, error) {
 				if err := needPrivileges(t); err != nil {
 					return nil, err
 				}
-				r, _ := checks.Run(ctx, t, checks.Options{Timeout: timeout, Progress: progress, Version: version})
+				r, _ := checks.Run(ctx, t, checks.Options{Timeout: timeout, Progress: progress, Events: step, Version: version})
 				if ctx.Err() != nil {
 					return nil, errors.New("interrupted: agents stopped")
 				}

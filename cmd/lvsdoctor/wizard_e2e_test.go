@@ -115,6 +115,26 @@ func TestWizardEndToEnd(t *testing.T) {
 		term.keys("", "Enter")
 	}
 
+	// Live progress: while the check still runs, a step's row already
+	// shows its outcome (Q.1's ping returns long before the traceroutes
+	// and the captures end).
+	var live string
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		s := term.screen()
+		if strings.Contains(s, "Findings") {
+			break
+		}
+		if strings.Contains(s, "· checking") && landedRow.MatchString(s) {
+			live = s
+			break
+		}
+	}
+	if live == "" {
+		t.Errorf("no step row showed ok or FAIL while the check ran; the screen:\n%s", term.screen())
+	} else {
+		t.Logf("checking:\n%s", live)
+	}
+
 	results := term.waitFor(90*time.Second, "Findings", "rs-no-listener", "faulty")
 	t.Logf("results:\n%s", results)
 	// NO_COLOR: the terminal got no colour, only attributes (reverse
@@ -179,6 +199,17 @@ func TestWizardInterrupt(t *testing.T) {
 	if len(running) == 0 {
 		t.Fatalf("no agent running during the check; screen:\n%s", term.screen())
 	}
+	// The test connections wait for answers that never come: their
+	// steps' rows show the spinner meanwhile.
+	var spinning string
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline) && spinning == ""; time.Sleep(20 * time.Millisecond) {
+		if s := term.screen(); spinnerRow.MatchString(s) {
+			spinning = s
+		}
+	}
+	if spinning == "" {
+		t.Errorf("no step row with a spinner while the check ran; the screen:\n%s", term.screen())
+	}
 	term.keys("", "C-c")
 	term.waitFor(5*time.Second, "wizard-exit=3")
 	var left []string
@@ -193,6 +224,13 @@ func TestWizardInterrupt(t *testing.T) {
 }
 
 var sgrRE = regexp.MustCompile("\x1b\\[([0-9;:]*)m")
+
+// landedRow is a step row of the check screen with its outcome,
+// spinnerRow one still running (bubbles' Line spinner).
+var (
+	landedRow  = regexp.MustCompile(`(?m)^\s+(ok|FAIL)\s+Q\.[1-4]\s`)
+	spinnerRow = regexp.MustCompile(`(?m)^\s+[|/\-\\]\s+Q\.[1-4]\s`)
+)
 
 // colorSGR tells whether s sets a foreground or background colour.
 func colorSGR(s string) bool {

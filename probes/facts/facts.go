@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -332,18 +331,14 @@ func readCounters() (map[string]int64, error) {
 
 func readListeners() ([]obs.Listener, error) {
 	out := []obs.Listener{}
-	// TCP through sock_diag: the kernel walks its whole connection hash
-	// for both, but /proc/net/tcp also formats every line, and costs twice
-	// as much on a host with many namespaces.
-	socks, err := netlink.SocketDiagTCP(unix.AF_INET)
+	// TCP through sock_diag, listeners only (see tcpListeners);
+	// /proc/net/tcp would walk and format every connection of the machine.
+	socks, err := tcpListeners(unix.AF_INET)
 	if err != nil {
 		return nil, fmt.Errorf("sock_diag tcp: %w", err)
 	}
 	for _, s := range socks {
-		if s.State != tcpListen {
-			continue
-		}
-		out = append(out, obs.Listener{Proto: "tcp", Addr: net.JoinHostPort(s.ID.Source.String(), strconv.Itoa(int(s.ID.SourcePort))), Inode: uint64(s.INode)})
+		out = append(out, obs.Listener{Proto: "tcp", Addr: s.addr.String(), Inode: uint64(s.inode)})
 	}
 	f, err := os.Open(filepath.Join(procNet, "udp"))
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
@@ -21,10 +20,10 @@ import (
 // Errors are ignored: IPv6 may be missing altogether.
 func wildcard6Listeners() []obs.Listener {
 	var out []obs.Listener
-	if socks, err := netlink.SocketDiagTCP(unix.AF_INET6); err == nil {
+	if socks, err := tcpListeners(unix.AF_INET6); err == nil {
 		for _, s := range socks {
-			if s.State == tcpListen && s.ID.Source.IsUnspecified() {
-				out = append(out, obs.Listener{Proto: "tcp", Addr: net.JoinHostPort("::", strconv.Itoa(int(s.ID.SourcePort))), Inode: uint64(s.INode)})
+			if s.addr.Addr().IsUnspecified() {
+				out = append(out, obs.Listener{Proto: "tcp", Addr: net.JoinHostPort("::", strconv.Itoa(int(s.addr.Port()))), Inode: uint64(s.inode)})
 			}
 		}
 	}

@@ -2,11 +2,16 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 
 	"github.com/lvsdoctor/lvsdoctor/probes/agent"
 	"github.com/lvsdoctor/lvsdoctor/probes/agent/ops"
 	"github.com/spf13/cobra"
 )
+
+// agentMemLimit is the agent's soft limit for the Go heap and runtime;
+// the binary's own pages come on top of it.
+const agentMemLimit = 20 << 20
 
 func init() {
 	rootCmd.AddCommand(&cobra.Command{
@@ -15,6 +20,16 @@ func init() {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// An agent lives for one check, a few MiB of heap on most
+			// hosts: collect rarely (fifty agents at once share the
+			// controller's cores), but keep a busy director's captures
+			// and conntrack dump within its budget of 32 MiB resident.
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(400)
+			}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(agentMemLimit)
+			}
 			t, done := ops.Table()
 			defer done()
 			return agent.Serve(cmd.Context(), os.Stdin, os.Stdout, t)

@@ -9,6 +9,7 @@ package checks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -116,6 +117,11 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 			mu.Lock()
 			if h.Error == "" {
 				h.Error = fmt.Sprintf("%s failed: %v", op, err)
+				if errors.Is(err, agent.ErrClosed) && ctx.Err() == nil {
+					// It answered before: the host, its agent or the
+					// SSH connection went away during the check.
+					h.Error = fmt.Sprintf("lost mid-check, during %s: the host went down, or its agent or connection ended (%v); what it showed before is not judged", op, err)
+				}
 			}
 			mu.Unlock()
 			return false

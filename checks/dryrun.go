@@ -33,16 +33,7 @@ func DryRun(top *topology.Topology, opt Options) []Planned {
 		out = append(out, Planned{Host: h.Label(), Spec: h.Host, What: what, Command: cmd, Traffic: traffic})
 	}
 	facts := "ip -s link; ip addr; ip route show table all; ip neigh; sysctl net.ipv4; nstat -az; nft list ruleset; iptables-save -c"
-	hosts := []topology.Host{top.Client, top.Director}
-	seen := map[string]bool{}
-	for _, s := range top.Services {
-		for _, r := range s.RealServers {
-			if !seen[r.Label()] {
-				seen[r.Label()] = true
-				hosts = append(hosts, r.AsHost())
-			}
-		}
-	}
+	hosts := append([]topology.Host{top.Client, top.Director}, realServers(top)...)
 	for i, h := range hosts {
 		role := classify.RoleRealServer
 		switch i {

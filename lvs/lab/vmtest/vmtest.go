@@ -5,10 +5,12 @@
 //
 // Run puts together an initramfs (busybox-static, the closure of the IPVS,
 // conntrack, nftables, veth and bridge modules, a static lvsdoctor and an
-// /init script), boots it, and has /init run lvsdoctor with the given
-// arguments. The guest prints lvsdoctor's output base64-framed on the
-// serial console, then its exit code, then powers off; qemu's own exit
-// code is always 0, so the host reads the result from the console.
+// /init script, and on request Debian's ipvsadm with its libraries),
+// boots it, and has /init run lvsdoctor with the given arguments or a
+// script. The guest prints the output, and every file the script left in
+// /tmp/report, base64-framed on the serial console, then the exit code,
+// then powers off; qemu's own exit code is always 0, so the host reads
+// the result from the console.
 package vmtest
 
 import (
@@ -67,6 +69,12 @@ type Config struct {
 	Memory string // "512M" when empty
 	// Timeout bounds the whole VM run (boot to poweroff); 20 min when 0.
 	Timeout time.Duration
+	// Ipvsadm puts Debian's ipvsadm into the guest as /usr/sbin/ipvsadm
+	// (see IpvsadmFiles); with Install its packages are downloaded.
+	Ipvsadm bool
+	// Modules are loaded after the package's Modules (schedulers that
+	// only a script uses, say).
+	Modules []string
 	// Log receives progress and the guest's console (nil: discarded).
 	Log io.Writer
 }
@@ -84,6 +92,9 @@ type Result struct {
 	Stderr     []byte        // lvsdoctor's stderr
 	ModuleErrs []string      // modules that did not load
 	Console    string        // the whole serial console
+	// Files are what the guest left in /tmp/report (a script's results),
+	// by file name.
+	Files map[string][]byte
 }
 
 func (c *Config) logf(format string, a ...any) {
@@ -256,8 +267,14 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 			return nil, err
 		}
 	}
+	var extra []File
+	if c.Ipvsadm {
+		if extra, err = IpvsadmFiles(ctx, &c); err != nil {
+			return nil, err
+		}
+	}
 	initrd := filepath.Join(c.CacheDir, "initrd.gz")
-	size, err := BuildInitramfs(k, bin, c.Args, c.Script, initrd)
+	size, err := BuildInitramfs(k, bin, c.Args, c.Script, append(Modules[:len(Modules):len(Modules)], c.Modules...), extra, initrd)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +299,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
 	var console strings.Builder
-	var out, errb strings.Builder
+	sections := map[string]*strings.Builder{}
 	section := ""
 	exit := -1
 	sc := bufio.NewScanner(stdout)
@@ -295,11 +312,8 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 			if section == "" && c.Log != nil {
 				fmt.Fprintf(c.Log, "guest: %s\n", line)
 			}
-			switch section {
-			case "stdout":
-				out.WriteString(strings.TrimSpace(line))
-			case "stderr":
-				errb.WriteString(strings.TrimSpace(line))
+			if b := sections[section]; b != nil {
+				b.WriteString(strings.TrimSpace(line))
 			}
 			continue
 		}
@@ -321,7 +335,8 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 			res.ModuleErrs = append(res.ModuleErrs, strings.Join(f[1:], " "))
 		case "begin":
 			if len(f) > 1 {
-				section = f[1]
+				section = strings.Join(f[1:], " ")
+				sections[section] = &strings.Builder{}
 			}
 		case "end":
 			section = ""
@@ -338,13 +353,33 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	res.Total = time.Since(start)
 	res.Console = console.String()
 	res.ExitCode = exit
-	res.Stdout, _ = base64.StdEncoding.DecodeString(out.String())
-	res.Stderr, _ = base64.StdEncoding.DecodeString(errb.String())
+	res.Files = map[string][]byte{}
+	var bad []string
+	for name, b := range sections {
+		data, err := base64.StdEncoding.DecodeString(b.String())
+		if err != nil {
+			bad = append(bad, name)
+		}
+		switch {
+		case name == "stdout":
+			res.Stdout = data
+		case name == "stderr":
+			res.Stderr = data
+		case strings.HasPrefix(name, "file "):
+			res.Files[strings.TrimPrefix(name, "file ")] = data
+		}
+	}
 	if qctx.Err() != nil {
 		return res, fmt.Errorf("VM did not power off within %s (console: %s)", c.Timeout, lastLines(res.Console, 20))
 	}
 	if exit < 0 {
 		return res, fmt.Errorf("no result line from the guest (qemu: %v); console:\n%s", werr, lastLines(res.Console, 30))
+	}
+	if len(bad) > 0 {
+		// A kernel message in the middle of a section garbles it: better
+		// an error than a truncated output that fails later, obscurely.
+		sort.Strings(bad)
+		return res, fmt.Errorf("garbled console sections from the guest: %s", strings.Join(bad, ", "))
 	}
 	return res, nil
 }
@@ -359,7 +394,9 @@ func guestDur(s string) time.Duration {
 }
 
 // initScript is /init: mount, load the modules, run lvsdoctor, report,
-// power off. Times are centiseconds of /proc/uptime.
+// power off. Times are centiseconds of /proc/uptime. A script leaves its
+// results as files in /tmp/report; /init sends each back as a section
+// (Result.Files), so a script need not frame its own output.
 const initScript = `#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /run /tmp /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
@@ -369,7 +406,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
-mkdir -p /run/netns /var
+mkdir -p /run/netns /var /tmp/report
 ln -s /run /var/run
 cs() { read up _ < /proc/uptime; echo $((${up%.*} * 100 + 1${up#*.} - 100)); }
 t0=$(cs)
@@ -394,16 +431,44 @@ echo "LVSD-VM end"
 echo "LVSD-VM begin stdout"
 base64 /tmp/out
 echo "LVSD-VM end"
+for f in /tmp/report/*; do
+	[ -f "$f" ] || continue
+	echo "LVSD-VM begin file ${f##*/}"
+	base64 "$f"
+	echo "LVSD-VM end"
+done
 echo "LVSD-VM exit $rc $((t2 - t1))"
 poweroff -f
 `
 
-// BuildInitramfs writes a gzipped newc cpio to dst and returns its size.
-func BuildInitramfs(k *Kernel, lvsdoctor string, args []string, script string, dst string) (int64, error) {
+// File is an extra file of the initramfs.
+type File struct {
+	Name string // path inside the guest, without the leading /
+	Mode uint32 // permission bits
+	Data []byte
+}
+
+// BuildInitramfs writes a gzipped newc cpio to dst and returns its size:
+// busybox, lvsdoctor, /init with args or script, the closure of modules
+// and extra files.
+func BuildInitramfs(k *Kernel, lvsdoctor string, args []string, script string, modules []string, extra []File, dst string) (int64, error) {
 	var files []cpioFile
 	add := func(f cpioFile) { files = append(files, f) }
+	dirs := map[string]bool{}
 	for _, d := range []string{"bin", "sbin", "dev", "etc", "proc", "sys", "run", "tmp", "lib", "lib/modules"} {
+		dirs[d] = true
 		add(cpioFile{name: d, mode: 0o40755})
+	}
+	// The kernel's unpacker creates no parent directories.
+	mkdirs := func(name string) {
+		var parts []string
+		for d := filepath.Dir(name); d != "." && d != "/" && !dirs[d]; d = filepath.Dir(d) {
+			parts = append(parts, d)
+		}
+		for i := len(parts) - 1; i >= 0; i-- {
+			dirs[parts[i]] = true
+			add(cpioFile{name: parts[i], mode: 0o40755})
+		}
 	}
 	add(cpioFile{name: "dev/console", mode: 0o20600, rdevMajor: 5, rdevMinor: 1})
 	add(cpioFile{name: "dev/null", mode: 0o20666, rdevMajor: 1, rdevMinor: 3})
@@ -419,13 +484,17 @@ func BuildInitramfs(k *Kernel, lvsdoctor string, args []string, script string, d
 	}
 	add(cpioFile{name: "bin/lvsdoctor", mode: 0o100755, data: ld})
 	add(cpioFile{name: "init", mode: 0o100755, data: []byte(initScript)})
-	add(cpioFile{name: "etc/lvsd-modules", mode: 0o100644, data: []byte(strings.Join(Modules, "\n") + "\n")})
+	add(cpioFile{name: "etc/lvsd-modules", mode: 0o100644, data: []byte(strings.Join(modules, "\n") + "\n")})
 	add(cpioFile{name: "etc/lvsd-args", mode: 0o100644, data: []byte(strings.Join(args, " ") + "\n")})
 	add(cpioFile{name: "etc/lvsd-script", mode: 0o100644, data: []byte(script)})
 	add(cpioFile{name: "etc/passwd", mode: 0o100644, data: []byte("root:x:0:0:root:/:/bin/sh\n")})
 	add(cpioFile{name: "etc/group", mode: 0o100644, data: []byte("root:x:0:\n")})
+	for _, f := range extra {
+		mkdirs(f.Name)
+		add(cpioFile{name: f.Name, mode: 0o100000 | f.Mode&0o7777, data: f.Data})
+	}
 
-	mods, err := moduleClosure(k, Modules)
+	mods, err := moduleClosure(k, modules)
 	if err != nil {
 		return 0, err
 	}
@@ -458,7 +527,6 @@ func BuildInitramfs(k *Kernel, lvsdoctor string, args []string, script string, d
 	if out, err := exec.Command("/bin/busybox", "depmod", "-b", stage, k.Version).CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("busybox depmod: %w: %s", err, out)
 	}
-	dirs := map[string]bool{"lib": true, "lib/modules": true}
 	err = filepath.Walk(filepath.Join(stage, "lib"), func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err

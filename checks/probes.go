@@ -143,6 +143,9 @@ func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, 
 			continue
 		}
 		n := testCount(s, opt)
+		if len(s.Tests()) == 0 {
+			in.Services[i].Error = fmt.Sprintf("%s names no VIP and ports, so which traffic its mark catches is unknown: give vip: and ports: (e.g. ports: [8080]) to test it", s)
+		}
 		for _, t := range s.Tests() {
 			args := obs.ConnectArgs{Proto: t.Proto, Src: cip.String(), Dst: t.Dst.String(), Count: n, Timeout: opt.Timeout}
 			if t.Proto == "tcp" && t.Dst.Port() == ftpPort {

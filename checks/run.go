@@ -156,7 +156,10 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		// Q.2's traceroutes are on the wire record too.
 		watch = []string{cip.String()}
 		for _, s := range top.Services {
-			watch = append(watch, s.VIPPort().Addr().String())
+			// A firewall-mark service need not name a VIP.
+			if a := s.VIPPort().Addr(); a.IsValid() {
+				watch = append(watch, a.String())
+			}
 		}
 	}
 	switch {

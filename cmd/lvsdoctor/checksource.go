@@ -74,6 +74,9 @@ func (s *sourceFlags) topology(ctx context.Context) (*topology.Topology, error) 
 		if len(svcs) == 0 {
 			return nil, usageErr("%s: no virtual_server block: nothing to check", s.keepalived)
 		}
+		if err := s.markedTraffic(ctx, svcs); err != nil {
+			return nil, err
+		}
 		src = &topology.Source{Kind: "keepalived", File: s.keepalived, Complete: true, RemovedOnFailure: cfg.RemovedOnFailure()}
 	} else {
 		var err error
@@ -117,8 +120,28 @@ func (s *sourceFlags) topology(ctx context.Context) (*topology.Topology, error) 
 	return top, nil
 }
 
-// tableServices reads the services the director runs (check --director).
-func tableServices(ctx context.Context, director string) ([]topology.Service, error) {
+// markedTraffic gives the firewall-mark services of keepalived.conf, which
+// name only their mark, the VIP and ports of the director's marking rules,
+// so that the check can send them test traffic.
+func (s *sourceFlags) markedTraffic(ctx context.Context, svcs []topology.Service) error {
+	var f *obs.Facts
+	for i := range svcs {
+		if svcs[i].Proto != "fwmark" || svcs[i].VIP != "" {
+			continue
+		}
+		if f == nil {
+			var err error
+			if f, err = directorFacts(ctx, s.director); err != nil {
+				return err
+			}
+		}
+		svcs[i].VIP, svcs[i].Ports = discover.MarkedTraffic(f, svcs[i].Mark)
+	}
+	return nil
+}
+
+// directorFacts reads the director's static picture, before the check.
+func directorFacts(ctx context.Context, director string) (*obs.Facts, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := transport.Dial(ctx, director)
@@ -130,7 +153,16 @@ func tableServices(ctx context.Context, director string) ([]topology.Service, er
 	if err := conn.Call(ctx, agent.OpFacts, obs.FactsArgs{SkipConntrack: true, SkipListeners: true}, &f); err != nil {
 		return nil, &exitError{code: exitInconclusive, err: fmt.Errorf("%s: %w", director, err)}
 	}
-	svcs, err := discover.Services(&f, nil)
+	return &f, nil
+}
+
+// tableServices reads the services the director runs (check --director).
+func tableServices(ctx context.Context, director string) ([]topology.Service, error) {
+	f, err := directorFacts(ctx, director)
+	if err != nil {
+		return nil, err
+	}
+	svcs, err := discover.Services(f, nil)
 	if err != nil {
 		return nil, &exitError{code: exitInconclusive, err: fmt.Errorf("%s: %w", director, err)}
 	}

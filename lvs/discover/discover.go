@@ -23,9 +23,20 @@ func Services(f *obs.Facts, hosts map[string]string) ([]topology.Service, error)
 	if f.IPVS != nil && len(f.IPVS.Services) > 0 {
 		for _, s := range f.IPVS.Services {
 			ts := topology.Service{Proto: s.Proto, VIP: s.Addr, Mark: s.Mark, Scheduler: s.Scheduler, Persistent: s.Persistent}
+			if s.Proto == "fwmark" {
+				// The table knows only the mark: the traffic to test it
+				// with is what the marking rules match.
+				ts.VIP, ts.Ports = MarkedTraffic(f, s.Mark)
+			}
 			for _, d := range s.Dests {
 				w := d.Weight
-				ts.RealServers = append(ts.RealServers, topology.RealServer{Address: d.Addr, Forward: d.Forward, Weight: &w, Host: hostFor(hosts, d.Addr)})
+				addr := d.Addr
+				if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Port() == 0 {
+					// Port 0 (a firewall-mark service): the packet keeps
+					// its port; the topology then takes the first of ports.
+					addr = ap.Addr().String()
+				}
+				ts.RealServers = append(ts.RealServers, topology.RealServer{Address: addr, Forward: d.Forward, Weight: &w, Host: hostFor(hosts, d.Addr)})
 			}
 			out = append(out, ts)
 		}
@@ -78,6 +89,82 @@ func Services(f *obs.Facts, hosts map[string]string) ([]topology.Service, error)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].VIP < out[j].VIP })
 	return out, nil
+}
+
+// MarkedTraffic reads which traffic the director marks with mark: the
+// destination address and the protocol/port of its marking rules (nft
+// `meta mark set`, iptables `-j MARK --set-mark`/`--set-xmark`). The VIP
+// is given only when every rule names the same single address; no rule
+// found leaves both empty for the operator.
+func MarkedTraffic(f *obs.Facts, mark uint32) (vip string, ports []string) {
+	addrs := map[string]bool{}
+	seen := map[string]bool{}
+	add := func(daddr, proto string, dport int) {
+		if daddr == "" || dport == 0 {
+			return
+		}
+		if p, err := netip.ParsePrefix(daddr); err == nil && p.IsSingleIP() {
+			daddr = p.Addr().String()
+		}
+		if _, err := netip.ParseAddr(daddr); err != nil {
+			return
+		}
+		addrs[daddr] = true
+		if proto == "" {
+			proto = "tcp"
+		}
+		if spec := fmt.Sprintf("%s/%d", proto, dport); (proto == "tcp" || proto == "udp") && !seen[spec] {
+			seen[spec] = true
+			ports = append(ports, spec)
+		}
+	}
+	for _, r := range f.NftRules {
+		if r.Mark != nil && *r.Mark == mark {
+			add(r.DAddr, r.Proto, r.DPort)
+		}
+	}
+	for _, l := range strings.Split(f.IptablesSave, "\n") {
+		if m, ok := iptablesMark(l); ok && m == mark {
+			add(iptablesArg(l, "-d"), iptablesArg(l, "-p"), atoi(iptablesArg(l, "--dport")))
+		}
+	}
+	if len(addrs) != 1 {
+		return "", nil
+	}
+	for a := range addrs {
+		vip = a
+	}
+	return vip, ports
+}
+
+// iptablesMark reads the mark an iptables-save rule sets.
+func iptablesMark(l string) (uint32, bool) {
+	if !strings.Contains(l, "-j MARK") {
+		return 0, false
+	}
+	v := iptablesArg(l, "--set-mark")
+	if v == "" {
+		v = iptablesArg(l, "--set-xmark")
+	}
+	v, _, _ = strings.Cut(v, "/")
+	n, err := strconv.ParseUint(v, 0, 32)
+	return uint32(n), err == nil
+}
+
+// iptablesArg is the value after flag in an iptables-save line.
+func iptablesArg(l, flag string) string {
+	fs := strings.Fields(l)
+	for i := 0; i+1 < len(fs); i++ {
+		if fs[i] == flag {
+			return fs[i+1]
+		}
+	}
+	return ""
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 // scheduler names the nft form the way ipvsadm would: numgen inc is
@@ -144,9 +231,15 @@ func Write(director, client, clientAddr string, svcs []topology.Service) string 
 	}
 	fmt.Fprintf(&b, "director:\n  host: %s\nservices:\n", director)
 	for _, s := range svcs {
+		if s.Proto == "fwmark" && s.VIP == "" {
+			b.WriteString("    # FILL IN vip: and ports: to test this service: no marking rule for its mark was found\n")
+		}
 		fmt.Fprintf(&b, "  - vip: %s\n    proto: %s\n", s.VIP, s.Proto)
 		if s.Mark != 0 {
 			fmt.Fprintf(&b, "    mark: %d\n", s.Mark)
+		}
+		if len(s.Ports) > 0 {
+			fmt.Fprintf(&b, "    ports: [%s]\n", strings.Join(s.Ports, ", "))
 		}
 		if s.Scheduler != "" {
 			fmt.Fprintf(&b, "    scheduler: %s\n", s.Scheduler)

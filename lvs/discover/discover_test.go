@@ -58,3 +58,38 @@ func TestIPVS(t *testing.T) {
 		t.Fatalf("%+v %v", svcs, err)
 	}
 }
+
+// An IPVS firewall-mark service knows only its mark; the VIP and ports to
+// test it with come from the rules that set the mark, nft or iptables.
+// Without one, the written file says what to fill in.
+func TestFwmarkTraffic(t *testing.T) {
+	mark := uint32(1)
+	ipvs := &obs.IPVSTable{Services: []obs.IPVSService{{Proto: "fwmark", Mark: 1, Scheduler: "rr",
+		Dests: []obs.IPVSDest{{Addr: "198.18.0.2:0", Forward: "masq", Weight: 1}}}}}
+	for name, f := range map[string]*obs.Facts{
+		"nft": {IPVS: ipvs, NftRules: []obs.NftRule{
+			{Family: "ip", Table: "lvs", Chain: "mangle", DAddr: "203.0.113.100", Proto: "tcp", DPort: 8080, Mark: &mark},
+			{Family: "ip", Table: "lvs", Chain: "mangle", DAddr: "203.0.113.100", Proto: "udp", DPort: 500, Mark: &mark},
+		}},
+		"iptables": {IPVS: ipvs, IptablesSave: "*mangle\n" +
+			"[3:180] -A PREROUTING -d 203.0.113.100/32 -p tcp -m tcp --dport 8080 -j MARK --set-xmark 0x1/0xffffffff\n" +
+			"[0:0] -A PREROUTING -d 203.0.113.100/32 -p udp -m udp --dport 500 -j MARK --set-mark 1\n" +
+			"[0:0] -A PREROUTING -d 203.0.113.200/32 -p tcp -m tcp --dport 443 -j MARK --set-xmark 0x2/0xffffffff\nCOMMIT\n"},
+	} {
+		svcs, err := Services(f, map[string]string{"198.18.0.2": "netns:rs1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := svcs[0]; s.VIP != "203.0.113.100" || strings.Join(s.Ports, ",") != "tcp/8080,udp/500" {
+			t.Errorf("%s: vip %q ports %v, want 203.0.113.100 and tcp/8080,udp/500", name, s.VIP, s.Ports)
+		}
+		top, err := topology.Parse("d.yaml", []byte(Write("netns:lb", "netns:cl", "", svcs)))
+		if err != nil || len(top.Services[0].Tests()) != 2 {
+			t.Errorf("%s: the written file does not test the service: %v", name, err)
+		}
+	}
+	svcs, _ := Services(&obs.Facts{IPVS: ipvs}, nil)
+	if text := Write("netns:lb", "netns:cl", "", svcs); !strings.Contains(text, "FILL IN vip: and ports:") {
+		t.Errorf("no marking rule: the file does not say what to fill in:\n%s", text)
+	}
+}

@@ -448,3 +448,23 @@ func TestReadNetlinkHere(t *testing.T) {
 		t.Fatal("nil table")
 	}
 }
+
+// An IPv6 persistence prefix reads byte-swapped on a little-endian kernel
+// (recorded in the VM: 40000000 for /64) and plainly on a big-endian one;
+// a value that is a length in neither order is an error.
+func TestProcIPv6PersistencePrefix(t *testing.T) {
+	for hex, want := range map[string]string{"40000000": "/64", "00000040": "/64", "80000000": "/128", "00000030": "/48", "00000000": "", "12345678": ""} {
+		in := "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n" +
+			"TCP  [2001:0db8:0000:0000:0000:0000:0000:0100]:0050 rr persistent 15000 " + hex + "\n"
+		tb, err := ParseProcIPVS(strings.NewReader(in))
+		if want == "" {
+			if err == nil {
+				t.Errorf("%s: no error, parsed %q", hex, tb.Services[0].Netmask)
+			}
+			continue
+		}
+		if err != nil || tb.Services[0].Netmask != want {
+			t.Errorf("%s: %v %+v, want %s", hex, err, tb, want)
+		}
+	}
+}

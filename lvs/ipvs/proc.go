@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net/netip"
 	"os"
 	"strconv"
@@ -150,6 +151,16 @@ func ParseProcIPVS(r io.Reader) (*Table, error) {
 						return t, l.errf("persistence netmask %q is not 8 hex digits", rest[2])
 					}
 					if s.IPv6 {
+						// The prefix length is kept in host order and
+						// printed through ntohl (ip_vs_info_seq_show):
+						// /64 reads 40000000 on a little-endian kernel,
+						// 00000040 on a big-endian one.
+						if m > 128 {
+							m = uint64(bits.ReverseBytes32(uint32(m)))
+						}
+						if m < 1 || m > 128 {
+							return t, l.errf("IPv6 persistence prefix %q is not a length 1..128 (in either byte order)", rest[2])
+						}
 						s.Netmask = "/" + strconv.FormatUint(m, 10)
 					} else {
 						var b [4]byte

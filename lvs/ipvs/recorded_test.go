@@ -3,7 +3,6 @@ package ipvs
 import (
 	"bufio"
 	"io"
-	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
@@ -229,17 +228,6 @@ func comparePersistence(t *testing.T, v recView, s *Service, w wantSvc) {
 	}
 	if s.Netmask == w.netmask {
 		return
-	}
-	// The kernel prints an IPv6 service's prefix length through ntohl
-	// (ip_vs_info_seq_show: "%08X", ntohl(svc->netmask), where netmask
-	// holds the length in host order): /64 is 40000000 on x86.
-	// ParseProcIPVS does not swap it back yet.
-	if v.jiffies && w.ipv6 && strings.HasPrefix(w.netmask, "/") {
-		n, _ := strconv.Atoi(w.netmask[1:])
-		if s.Netmask == "/"+strconv.FormatUint(uint64(bits.ReverseBytes32(uint32(n))), 10) {
-			t.Logf("KNOWN BUG: %s: /proc/net/ip_vs's IPv6 persistence netmask parsed as %s, want %s (the kernel byte-swaps the prefix length)", w, s.Netmask, w.netmask)
-			return
-		}
 	}
 	t.Errorf("%s: netmask %q, want %q", w, s.Netmask, w.netmask)
 }

@@ -342,6 +342,10 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (io.WriteCloser
 		mode, path = "given", shellQuote(o.AgentPath)
 	case sc.keep:
 		mode, path = "keep", `"$HOME/.cache/lvsdoctor/lvsdoctor-`+p.hash[:16]+`"`
+	default:
+		// Every host needs the upload: compress it while the session
+		// starts rather than after the host has answered.
+		go p.gz()
 	}
 	s, err := sc.target().NewSession()
 	if err != nil {

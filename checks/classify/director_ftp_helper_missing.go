@@ -3,10 +3,12 @@ package classify
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/lvsdoctor/lvsdoctor/checks/result"
+	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 )
 
@@ -22,7 +24,7 @@ func init() { addRule(ruleFTPHelperMissing) }
 // say whether any helper is attached.
 func ruleFTPHelperMissing(v *view) []result.Finding {
 	d := v.director
-	if !d.Reached() || !v.cip.IsValid() {
+	if !d.Reached() || (!v.cip.IsValid() && !v.in.Static) {
 		return nil
 	}
 	var out []result.Finding
@@ -50,6 +52,12 @@ func ruleFTPHelperMissing(v *view) []result.Finding {
 			if !named.IsValid() {
 				named = ap.Addr()
 			}
+		}
+		if len(sr.Conns) == 0 && s.Proto == "tcp" && s.VIPPort().Port() == ftpPort {
+			if f, ok := v.ftpHelperFromModules(s); ok {
+				out = append(out, f)
+			}
+			continue
 		}
 		if len(bad) == 0 {
 			continue
@@ -180,4 +188,39 @@ func ftpHelperRemedy(d *Host, vip netip.AddrPort) []string {
 		fmt.Sprintf(`nft add rule ip ftp pre ip daddr %s tcp dport %d ct helper set "ftp-standard"   # on %s`, vip.Addr(), vip.Port(), d.Label),
 		fmt.Sprintf("# iptables form: iptables -t raw -A PREROUTING -d %s -p tcp --dport %d -j CT --helper ftp", vip.Addr(), vip.Port()),
 	}
+}
+
+// ftpPort is where an FTP service is recognised without test traffic.
+const ftpPort = 21
+
+// ftpHelperFromModules judges an FTP service that no test connection
+// tried (--static) from the kernel's modules: under IPVS in NAT mode the
+// 227 replies are rewritten by ip_vs_ftp alone, and a module that is not
+// loaded rewrites nothing (loadable is not enough: IPVS does not load it).
+func (v *view) ftpHelperFromModules(s topology.Service) (result.Finding, bool) {
+	d := v.director
+	f, t := v.ipvsTable()
+	is := (*obs.IPVSService)(nil)
+	if t != nil {
+		is = ipvsService(t, s)
+	}
+	if is == nil || f.Modules == nil || f.Modules.Loaded == nil {
+		return result.Finding{}, false
+	}
+	nat := false
+	for _, dst := range is.Dests {
+		nat = nat || dst.Forward == "masq"
+	}
+	if !nat || slices.Contains(f.Modules.Loaded, "ip_vs_ftp") || slices.Contains(f.Modules.Builtin, "ip_vs_ftp") {
+		return result.Finding{}, false
+	}
+	fd := newFinding("director-ftp-helper-missing", d.Label)
+	fd.Service = s.String()
+	fd.Summary = fmt.Sprintf("%s balances the FTP service %s in NAT mode without ip_vs_ftp loaded: passive-mode replies will carry the real servers' addresses (read without test traffic)", d.Label, s)
+	fd.Evidence = []string{ipvsadmLine(*is), fmt.Sprintf("/proc/modules on %s: %s; no ip_vs_ftp", d.Label, strings.Join(f.Modules.Loaded, ", "))}
+	if has, _ := f.Modules.Has("ip_vs_ftp"); !has {
+		fd.Evidence = append(fd.Evidence, "ip_vs_ftp is not in this kernel's modules.dep either: the kernel was built without it")
+	}
+	fd.Remedy = ftpHelperRemedy(d, s.VIPPort())
+	return fd, true
 }

@@ -114,11 +114,29 @@ func TestIPVSStatic(t *testing.T) {
 			}
 			director(in, func(f *obs.Facts) {
 				f.IPVS.Services = slices.DeleteFunc(f.IPVS.Services, func(s obs.IPVSService) bool { return s.Addr == web })
-				f.Modules = &obs.Modules{Loaded: []string{"ip_vs", "ip_vs_rr"}, Builtin: []string{}, Loadable: []string{"ip_vs", "ip_vs_rr", "ip_vs_wlc"}}
+				f.Modules = &obs.Modules{Loaded: []string{"ip_vs", "ip_vs_ftp", "ip_vs_rr"}, Builtin: []string{}, Loadable: []string{"ip_vs", "ip_vs_ftp", "ip_vs_rr", "ip_vs_wlc"}}
 			})
 			in.Topology.Services[0].Scheduler = "mh"
 			in.Services[0].Service.Scheduler = "mh"
 		}, "service-missing@director: tcp 203.0.113.100:80 is not in director's IPVS table (read without test traffic)"},
+		{"ftp helper not loaded, read without traffic", func(in *Input) {
+			in.Static = true
+			for i := range in.Services {
+				in.Services[i].Conns = nil
+			}
+			director(in, func(f *obs.Facts) {
+				f.Modules = &obs.Modules{Loaded: []string{"ip_vs", "ip_vs_rr"}, Builtin: []string{}, Loadable: []string{"ip_vs", "ip_vs_ftp", "ip_vs_rr"}}
+			})
+		}, "director-ftp-helper-missing@director: balances the FTP service tcp 203.0.113.100:21 in NAT mode without ip_vs_ftp loaded"},
+		{"ftp helper loaded, read without traffic", func(in *Input) {
+			in.Static = true
+			for i := range in.Services {
+				in.Services[i].Conns = nil
+			}
+			director(in, func(f *obs.Facts) {
+				f.Modules = &obs.Modules{Loaded: []string{"ip_vs", "ip_vs_ftp", "ip_vs_rr"}, Builtin: []string{}, Loadable: []string{"ip_vs", "ip_vs_ftp", "ip_vs_rr"}}
+			})
+		}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -129,7 +147,7 @@ func TestIPVSStatic(t *testing.T) {
 			var got []result.Finding
 			for _, f := range out.Findings {
 				switch f.ID {
-				case "config-differs", "forward-not-masq", "ipvs-sysctl-risk", "ipvs-timeout-short", "ipvs-conn-table-small", "service-missing":
+				case "config-differs", "forward-not-masq", "ipvs-sysctl-risk", "ipvs-timeout-short", "ipvs-conn-table-small", "service-missing", "director-ftp-helper-missing":
 					got = append(got, f)
 				}
 			}

@@ -176,23 +176,53 @@ func parseAddr(s string) (*unix.SockaddrInet4, error) {
 	return sa, nil
 }
 
-// socket creates a non-blocking socket bound to src:0 and returns it with
-// its local "ip:port".
+// usedPorts are the source ports this agent's test connections had. The
+// checks follow a test connection by the client's address and port
+// across every capture, so no two of them may share a port in one check:
+// once a connection is closed (a refused one leaves no TIME_WAIT), the
+// kernel may give its port to the next bind, and two services' packets
+// would read as one connection.
+var usedPorts = struct {
+	sync.Mutex
+	m map[string]bool
+}{m: map[string]bool{}}
+
+// socket creates a non-blocking socket bound to src and a source port no
+// test connection of this agent had before, and returns it with its local
+// "ip:port".
 func socket(proto string, src [4]byte) (*os.File, string, error) {
 	typ := unix.SOCK_STREAM
 	if proto == "udp" {
 		typ = unix.SOCK_DGRAM
 	}
-	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, "", os.NewSyscallError("socket", err)
+	var held []int // ports seen before, kept bound so the kernel moves on
+	defer func() {
+		for _, fd := range held {
+			unix.Close(fd)
+		}
+	}()
+	for try := 0; ; try++ {
+		fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, "", os.NewSyscallError("socket", err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src}); err != nil {
+			unix.Close(fd)
+			return nil, "", os.NewSyscallError("bind", err)
+		}
+		local := localAddr(fd)
+		key := proto + " " + local
+		usedPorts.Lock()
+		fresh := !usedPorts.m[key]
+		if fresh || try >= 64 {
+			usedPorts.m[key] = true
+		}
+		usedPorts.Unlock()
+		if fresh || try >= 64 {
+			return os.NewFile(uintptr(fd), proto), local, nil
+		}
+		held = append(held, fd)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src}); err != nil {
-		unix.Close(fd)
-		return nil, "", os.NewSyscallError("bind", err)
-	}
-	local := localAddr(fd)
-	return os.NewFile(uintptr(fd), proto), local, nil
 }
 
 func localAddr(fd int) string {

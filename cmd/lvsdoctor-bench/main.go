@@ -8,6 +8,9 @@
 // With -ssh it times the healthy check over SSH instead (a lab built with
 // --ssh, the check started inside its management namespace): netns, the
 // first SSH run (the agent uploaded) and the second (--keep-agent reuses it).
+// sshd runs every command through the login's shell, and bash reads
+// ~/.bashrc for it: -ssh-user USER (an existing non-root login, reached
+// through sudo -n) measures lvsdoctor without what root's ~/.bashrc does.
 //
 // It builds lvsdoctor itself, so it measures the binary an operator runs.
 package main
@@ -20,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -42,6 +46,7 @@ func main() {
 	big := flag.Int("realservers", 50, "real servers of the big lab (0 skips it)")
 	faults := flag.String("faults", "rs-no-listener,rs-wrong-gateway,director-no-forwarding,director-no-masquerade,director-firewall-drops-replies,director-rpfilter-requests", "faults to time, comma-separated")
 	sshMode := flag.Bool("ssh", false, "time the healthy check over SSH instead (lab up --ssh): netns, SSH first run (upload) and SSH --keep-agent second run")
+	sshUser := flag.String("ssh-user", "", "with -ssh: log in as this existing user (through sudo -n) instead of root, e.g. one whose shell reads no ~/.bashrc")
 	flag.Parse()
 	if err := lab.CheckPrivileges(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -53,7 +58,7 @@ func main() {
 	bin, err := labtest.BuildBinary(dir)
 	check(err)
 	if *sshMode {
-		measureSSH(bin, dir, *runs)
+		measureSSH(bin, dir, *runs, *sshUser)
 		return
 	}
 
@@ -107,17 +112,24 @@ func measureLab(bin, dir string, k, runs int, faults []string) map[string][]samp
 // first run with --keep-agent (nothing cached: compress, upload, check the
 // hash) and the second one (the cached agent is reused). The cached copies
 // it made in ~/.cache/lvsdoctor are removed at the end.
-func measureSSH(bin, dir string, runs int) {
+func measureSSH(bin, dir string, runs int, sshUser string) {
 	name := "lvsdbenchssh"
 	_ = lab.Down(name)
 	t0 := time.Now()
-	st, err := lab.Up(context.Background(), lab.Options{Name: name, RealServers: 2, SSH: true})
+	st, err := lab.Up(context.Background(), lab.Options{Name: name, RealServers: 2, SSH: true, SSHUser: sshUser})
 	check(err)
 	defer lab.Down(name)
 	fmt.Printf("lab with 2 real servers and sshd up in %s\n", time.Since(t0).Round(time.Millisecond))
 	topo := filepath.Join(dir, "lab2.yaml")
 	check(st.WriteTopologyFile(topo))
+	sshTopo := st.SSH.Topology
 	home, _ := os.UserHomeDir()
+	if sshUser != "" {
+		u, err := user.Lookup(sshUser)
+		check(err)
+		sshTopo, home = st.SSH.SudoTopo, u.HomeDir
+		fmt.Printf("logging in as %s (shell from /etc/passwd, sudo -n)\n", sshUser)
+	}
 	cache := filepath.Join(home, ".cache", "lvsdoctor")
 	_, statErr := os.Stat(cache)
 	hadCache := statErr == nil
@@ -148,9 +160,9 @@ func measureSSH(bin, dir string, runs int) {
 		out[order[0]] = append(out[order[0]], runCheckIn("", bin, topo))
 		pause()
 		clean()
-		out[order[1]] = append(out[order[1]], runCheckIn(st.SSH.Mgmt, bin, st.SSH.Topology, ssh...))
+		out[order[1]] = append(out[order[1]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, ssh...))
 		pause()
-		out[order[2]] = append(out[order[2]], runCheckIn(st.SSH.Mgmt, bin, st.SSH.Topology, ssh...))
+		out[order[2]] = append(out[order[2]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, ssh...))
 		pause()
 	}
 	fmt.Printf("%-34s %8s %8s %8s %12s %12s\n", "healthy check, 2 rs", "median", "min", "max", "ctl MiB", "agent MiB")

@@ -17,6 +17,13 @@ package lab
 //   - director-firewall-drops-requests (nft): under IPVS the requests to the
 //     local VIP pass INPUT, not FORWARD: the drop goes into an input chain,
 //     ip daddr VIP tcp dport VPORT counter drop.
+//   - director-forward-policy-drop: the policy drop and its accepts, and
+//     net.ipv4.vs.conntrack=0 (the kernel's default, which the lab's IPVS
+//     datapath raises to 1): IPVS connections are then untracked, their
+//     replies are not "established" and the policy drops them, as on a
+//     Docker host balancing with IPVS without kube-proxy's setting. With
+//     vs.conntrack=1 the fault has no effect, and the check rightly says
+//     healthy. Clear sets 1 again with the datapath.
 //   - persistence-needed (IPVS only): a second FTP service, on its own VIP
 //     (PersistenceVIP), whose real servers are reached by direct routing
 //     (DR), without persistence; a static finding from the table.
@@ -57,6 +64,14 @@ func init() {
 			return origDropReq(ctx, e, h, variant)
 		}
 		return injectDropRequestsIPVS(ctx, e, h, variant)
+	})
+
+	origPolicy := faults["director-forward-policy-drop"].inject
+	wrapIPVS("director-forward-policy-drop", func(ctx context.Context, e *env, h *Host, variant string) error {
+		if err := origPolicy(ctx, e, h, variant); err != nil {
+			return err
+		}
+		return setSysctls(e.handle(RoleDirector), []sysctl{{Key: "net.ipv4.vs.conntrack", Value: "0"}})
 	})
 
 	register(&fault{

@@ -6,7 +6,8 @@ package lab
 // mark 2 to the real servers with DNAT (masq forwarding). AH authenticates
 // the IP header, addresses included: every AH packet the director
 // rewrites fails the real server's integrity check. Static: the check
-// sees it in the marking rules and the table.
+// sees it in the marking rules and the table. Under the ipvs datapath the
+// mark is balanced by an IPVS fwmark service with masq real servers.
 //
 //	chain mangle { ... ip daddr VIP udp dport 500 counter meta mark set 2
 //	                   ip daddr VIP meta l4proto esp counter meta mark set 2
@@ -18,6 +19,7 @@ import (
 	"fmt"
 	"net"
 
+	cfipvs "github.com/cloudflare/ipvs"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -40,8 +42,9 @@ func init() {
 }
 
 func injectIPSecAH(ctx context.Context, e *env, h *Host, _ string) error {
-	if e.st.Options.Datapath != DatapathNft {
-		return fmt.Errorf("%w: ipsec-ah-over-nat needs datapath nft (this lab: %s)", ErrBadFault, e.st.Options.Datapath)
+	ipvs := e.st.Options.Datapath == DatapathIPVS
+	if e.st.Options.Datapath != DatapathNft && !ipvs {
+		return fmt.Errorf("%w: ipsec-ah-over-nat needs datapath nft or ipvs (this lab: %s)", ErrBadFault, e.st.Options.Datapath)
 	}
 	base, ok := e.st.firstService("")
 	if !ok {
@@ -74,6 +77,32 @@ func injectIPSecAH(ctx context.Context, e *env, h *Host, _ string) error {
 		c.AddRule(&nftables.Rule{Table: t, Chain: mangle, Exprs: ex, UserData: comment(IPSecComment + ": mark as 2")})
 	}
 	svc := Service{Proto: "fwmark", VIP: base.VIP, Mark: IPSecMark, RealServers: base.RealServers}
+	if ipvs {
+		// Kernel IPVS balances the mark: the same marking rules, and an
+		// IPVS fwmark service with NAT (masq) real servers.
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nftables: %w", err)
+		}
+		return e.withIPVS(func(ic cfipvs.Client) error {
+			ks, err := ipvsService(svc)
+			if err != nil {
+				return err
+			}
+			if err := ic.CreateService(ks); err != nil {
+				return fmt.Errorf("ipvs add service %s: %w", svc, err)
+			}
+			for _, rs := range svc.RealServers {
+				d, err := ipvsDest(rs, cfipvs.Masquerade)
+				if err != nil {
+					return err
+				}
+				if err := ic.CreateDestination(ks, d); err != nil {
+					return fmt.Errorf("ipvs add real server %s to %s: %w", rs.Address, svc, err)
+				}
+			}
+			return nil
+		})
+	}
 	elems := rsElems(svc)
 	if len(elems) == 0 {
 		return fmt.Errorf("no real server with weight > 0")

@@ -118,6 +118,11 @@ func ruleDirectorDropsReplies(v *view) []result.Finding {
 					fmt.Sprintf("nft add rule %s %s %s ip saddr %s %s sport %d accept", c.Family, c.Table, c.Chain, rip, m.proto, m.sport)}
 			}
 		default:
+			if d.Capture.Dropped > 0 {
+				// Only the capture's silence says they died, and it
+				// lost packets: as for the requests, no evidence.
+				continue
+			}
 			f = newFinding("director-firewall-drops-replies", d.Label)
 			f.Summary = fmt.Sprintf("the replies from %s die inside %s; no rule with a counter matched them", rip, d.Label)
 			f.Evidence = wire

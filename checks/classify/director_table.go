@@ -189,8 +189,16 @@ func ruleServiceMissing(v *view) []result.Finding {
 			n++
 			kinds[ans]++
 		}
-		if n == 0 && fwd == 0 && len(sr.Conns) == 0 {
+		if n == 0 && fwd == 0 && !anyOK(sr.Conns) {
+			// No test traffic, or none seen answered: the IPVS table,
+			// which is the whole truth about the director's services,
+			// still says whether the service is there (a capture that
+			// lost the director's RSTs must not hide a missing service).
 			if f, ok := v.serviceMissingFromTable(s); ok {
+				if len(sr.Conns) > 0 {
+					f.Summary = fmt.Sprintf("%s is not in %s's IPVS table", s, d.Label)
+					f.Evidence = append(f.Evidence, fmt.Sprintf("none of the %d test connections to %s was answered (%s)", len(sr.Conns), s, connResults(sr.Conns)))
+				}
 				out = append(out, f)
 			}
 			continue
@@ -284,6 +292,32 @@ func (v *view) serviceMissingFromTable(s topology.Service) (result.Finding, bool
 		fd.Remedy = append([]string{"# keepalived adds it from " + src.File + ": look at its log (journalctl -u keepalived) for why it did not"}, fd.Remedy...)
 	}
 	return fd, true
+}
+
+func anyOK(cs []obs.Conn) bool {
+	for _, c := range cs {
+		if c.Result == "ok" {
+			return true
+		}
+	}
+	return false
+}
+
+// connResults counts the test connections' results: "refused 3, timeout 1".
+func connResults(cs []obs.Conn) string {
+	n := map[string]int{}
+	var order []string
+	for _, c := range cs {
+		if n[c.Result] == 0 {
+			order = append(order, c.Result)
+		}
+		n[c.Result]++
+	}
+	var parts []string
+	for _, r := range order {
+		parts = append(parts, fmt.Sprintf("%s %d", r, n[r]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // schedulersOf lists the IPVS schedulers a kernel has.

@@ -83,25 +83,7 @@ func injectIPSecAH(ctx context.Context, e *env, h *Host, _ string) error {
 		if err := c.Flush(); err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
-		return e.withIPVS(func(ic cfipvs.Client) error {
-			ks, err := ipvsService(svc)
-			if err != nil {
-				return err
-			}
-			if err := ic.CreateService(ks); err != nil {
-				return fmt.Errorf("ipvs add service %s: %w", svc, err)
-			}
-			for _, rs := range svc.RealServers {
-				d, err := ipvsDest(rs, cfipvs.Masquerade)
-				if err != nil {
-					return err
-				}
-				if err := ic.CreateDestination(ks, d); err != nil {
-					return fmt.Errorf("ipvs add real server %s to %s: %w", rs.Address, svc, err)
-				}
-			}
-			return nil
-		})
+		return e.withIPVS(func(ic cfipvs.Client) error { return addIPVSService(ic, svc, cfipvs.Masquerade) })
 	}
 	elems := rsElems(svc)
 	if len(elems) == 0 {

@@ -176,21 +176,29 @@ func (e *env) applyIPVS() error {
 		return err
 	}
 	for _, svc := range e.st.Services {
-		ks, err := ipvsService(svc)
+		if err := addIPVSService(ic, svc, cfipvs.Masquerade); err != nil {
+			return fmt.Errorf("director: %w", err)
+		}
+	}
+	return nil
+}
+
+// addIPVSService adds svc and its real servers, forwarded by fwd.
+func addIPVSService(ic cfipvs.Client, svc Service, fwd cfipvs.ForwardType) error {
+	ks, err := ipvsService(svc)
+	if err != nil {
+		return err
+	}
+	if err := ic.CreateService(ks); err != nil {
+		return fmt.Errorf("ipvs add service %s: %w", svc, err)
+	}
+	for _, rs := range svc.RealServers {
+		d, err := ipvsDest(rs, fwd)
 		if err != nil {
 			return err
 		}
-		if err := ic.CreateService(ks); err != nil {
-			return fmt.Errorf("director: ipvs add service %s: %w", svc, err)
-		}
-		for _, rs := range svc.RealServers {
-			d, err := ipvsDest(rs, cfipvs.Masquerade)
-			if err != nil {
-				return err
-			}
-			if err := ic.CreateDestination(ks, d); err != nil {
-				return fmt.Errorf("director: ipvs add real server %s to %s: %w", rs.Address, svc, err)
-			}
+		if err := ic.CreateDestination(ks, d); err != nil {
+			return fmt.Errorf("ipvs add real server %s to %s: %w", rs.Address, svc, err)
 		}
 	}
 	return nil

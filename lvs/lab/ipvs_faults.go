@@ -248,25 +248,7 @@ func injectPersistenceNeededIPVS(ctx context.Context, e *env, h *Host, _ string)
 	}
 	dr := *ftp
 	dr.VIP = PersistenceVIP
-	return e.withIPVS(func(ic cfipvs.Client) error {
-		ks, err := ipvsService(dr)
-		if err != nil {
-			return err
-		}
-		if err := ic.CreateService(ks); err != nil {
-			return fmt.Errorf("ipvs add service %s: %w", dr, err)
-		}
-		for _, rs := range dr.RealServers {
-			d, err := ipvsDest(rs, cfipvs.DirectRoute)
-			if err != nil {
-				return err
-			}
-			if err := ic.CreateDestination(ks, d); err != nil {
-				return fmt.Errorf("ipvs add real server %s to %s (DR): %w", rs.Address, dr, err)
-			}
-		}
-		return nil
-	})
+	return e.withIPVS(func(ic cfipvs.Client) error { return addIPVSService(ic, dr, cfipvs.DirectRoute) })
 }
 
 func injectDropRequestsIPVS(ctx context.Context, e *env, h *Host, _ string) error {

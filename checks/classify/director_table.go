@@ -180,7 +180,7 @@ func ruleServiceMissing(v *view) []result.Finding {
 				fwd++
 				continue
 			}
-			if ans == "" || ans == "udp" {
+			if ans == "" || ans == "udp" || lostForwarding(d, ans, s.Proto, vp) {
 				continue
 			}
 			if n == 0 {
@@ -233,6 +233,8 @@ func ruleServiceMissing(v *view) []result.Finding {
 		case e.found && e.leave:
 			f.Summary = fmt.Sprintf("%s has no real server with weight > 0 on %s: the director answers port unreachable", s, d.Label)
 			f.Evidence = append(f.Evidence, fmt.Sprintf("the table's entry sends to no real server: %s", e.how))
+		case e.found && d.Capture.Dropped > 0:
+			continue // the table has it, and the capture lost packets: no evidence against it
 		case e.found:
 			f.Summary = fmt.Sprintf("the test connections to %s were answered by %s itself, although its table has the service", s, d.Label)
 			f.Evidence = append(f.Evidence, "the table's entry: "+e.how)
@@ -377,6 +379,17 @@ func nftServiceRule(d *Host, s topology.Service) string {
 		fam, table, chain, vp.Addr(), s.Proto, vp.Port(), max(i, 1), strings.Join(m, ", "))
 }
 
+// lostForwarding says a SYN+ACK from the VIP, with no forwarded packet on
+// record, can be the real server's translated answer whose forwarding the
+// director's capture lost: only a local listener makes it the director's
+// own, and the capture lost packets.
+func lostForwarding(d *Host, ans, proto string, vp netip.AddrPort) bool {
+	return ans == "synack" && d.Capture != nil && d.Capture.Dropped > 0 && localListener(d, proto, vp) == notListening
+}
+
+// notListening is localListener's answer when no socket listens.
+const notListening = "(not in the socket list)"
+
 func localListener(d *Host, proto string, vp netip.AddrPort) string {
 	if f := d.Facts(); f != nil {
 		for _, l := range f.Listeners {
@@ -388,7 +401,7 @@ func localListener(d *Host, proto string, vp netip.AddrPort) string {
 			}
 		}
 	}
-	return "(not in the socket list)"
+	return notListening
 }
 
 // A real server has weight 0 in the director's table, or is left out of

@@ -46,7 +46,7 @@ func ruleFwmarkNotMarked(v *view) []result.Finding {
 				fwd++
 				continue
 			}
-			if ans == "" || ans == "udp" {
+			if ans == "" || ans == "udp" || lostForwarding(d, ans, c.Proto, vp) {
 				continue
 			}
 			if n == 0 {
@@ -54,12 +54,23 @@ func ruleFwmarkNotMarked(v *view) []result.Finding {
 			}
 			n++
 		}
-		if n == 0 || fwd > 0 {
+		// Without the director's own answers on the wire (its capture
+		// lost packets), the rules alone may still tell: every test
+		// connection failed and no marking rule matches its packets.
+		blind := n == 0 && fwd == 0 && len(sr.Conns) > 0 && !anyOK(sr.Conns) && d.Capture.Dropped > 0
+		if (n == 0 && !blind) || fwd > 0 {
 			continue
 		}
-		wire := []string{
-			fmt.Sprintf("%s %s out: %s", d.Label, sample.Iface, fmtPacket(sample)),
-			fmt.Sprintf("%d of %d test connections to %s (%s) were answered by %s itself from %s; none was sent to a real server", n, len(sr.Conns), s, testsOf(s), d.Label, vp.Addr()),
+		var wire []string
+		if blind {
+			sampleConn = sr.Conns[0]
+			wire = []string{fmt.Sprintf("none of the %d test connections to %s (%s) was answered (%s); %s's capture lost %d packets, so its own answers are not on record",
+				len(sr.Conns), s, testsOf(s), connResults(sr.Conns), d.Label, d.Capture.Dropped)}
+		} else {
+			wire = []string{
+				fmt.Sprintf("%s %s out: %s", d.Label, sample.Iface, fmtPacket(sample)),
+				fmt.Sprintf("%d of %d test connections to %s (%s) were answered by %s itself from %s; none was sent to a real server", n, len(sr.Conns), s, testsOf(s), d.Label, vp.Addr()),
+			}
 		}
 		bal := markBalancers(f, s.Mark)
 		if len(bal) == 0 {
@@ -94,6 +105,9 @@ func ruleFwmarkNotMarked(v *view) []result.Finding {
 				verdict += fmt.Sprintf("; counter +%d during the test", mk.delta)
 			}
 			fd.Evidence = append(fd.Evidence, mk.desc+": "+verdict)
+		}
+		if blind && len(markers) > 0 && fits > 0 {
+			continue // a rule would mark them: the wire was needed to say more
 		}
 		switch {
 		case len(markers) == 0:

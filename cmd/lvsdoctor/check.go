@@ -42,7 +42,7 @@ type checkFlags struct {
 func newCheckCmd() *cobra.Command {
 	var f checkFlags
 	c := &cobra.Command{
-		Use:   "check -f TOPOLOGY | check --keepalived FILE --director HOST --client HOST --hosts FILE",
+		Use:   "check (-f TOPOLOGY | --keepalived FILE --director HOST --client HOST --hosts FILE)",
 		Short: "Run the HOWTO's Q.1-Q.4 on every host of a cluster and name what is wrong",
 		Long: `check reaches the client, the director and every real server of the topology
 file at once, reads their static picture (addresses, routes, rp_filter and

@@ -73,3 +73,44 @@ func TestCaptureLoss(t *testing.T) {
 		})
 	}
 }
+
+// A reject rule's ICMP errors are rate-limited by the kernel per
+// destination: when some rejected requests go unanswered, the rule is
+// still a reject, not a silent drop (seen over SSH right after a netns
+// check had used up the budget).
+func TestRejectRateLimited(t *testing.T) {
+	for _, fixture := range []string{"rs-firewall-reject", "rs-firewall-reject--admin-prohibited"} {
+		t.Run(fixture, func(t *testing.T) {
+			var in Input
+			load(t, "../../fixtures/"+fixture+"/observations.json", &in)
+			removed := 0
+			for _, h := range in.Hosts {
+				if h.Role != RoleRealServer || h.Capture == nil {
+					continue
+				}
+				kept := h.Capture.Packets[:0]
+				for _, p := range h.Capture.Packets {
+					// The first ICMP error leaving the host never did.
+					if removed == 0 && p.Dir == "out" && p.Proto == "icmp" && p.ICMPType == 3 {
+						removed++
+						continue
+					}
+					kept = append(kept, p)
+				}
+				h.Capture.Packets = kept
+			}
+			if removed == 0 {
+				t.Fatal("no ICMP error to remove")
+			}
+			var got []string
+			for _, f := range Run(&in).Findings {
+				if f.Severity == result.SevError {
+					got = append(got, f.ID)
+				}
+			}
+			if strings.Join(got, ",") != "rs-firewall-reject" {
+				t.Errorf("one rate-limited ICMP error: findings %v, want [rs-firewall-reject]", got)
+			}
+		})
+	}
+}

@@ -226,16 +226,32 @@ func (v *view) silentCause(h *Host, s rsSilentReqs) (string, []rsFwHit) {
 	if !v.rsRIPLocal(h) {
 		return "", nil
 	}
-	if hits := rsFirewallHits(h, s.req, "in"); len(hits) > 0 {
-		return "rs-firewall-drops-requests", hits
+	in, out := rsFirewallHits(h, s.req, "in"), rsFirewallHits(h, s.rep, "out")
+	if len(in)+len(out) > 0 && onlyRejects(in) && onlyRejects(out) {
+		// The rules that counted them answer with ICMP, and the kernel
+		// rate-limits ICMP errors per destination (icmp_ratelimit): a
+		// rejected request can go unanswered. rs-firewall-reject's.
+		return "", nil
 	}
-	if hits := rsFirewallHits(h, s.rep, "out"); len(hits) > 0 {
-		return "rs-firewall-drops-replies", hits
+	if len(in) > 0 {
+		return "rs-firewall-drops-requests", in
+	}
+	if len(out) > 0 {
+		return "rs-firewall-drops-replies", out
 	}
 	if v.rsRPFilterDrops(h, s.sample.Iface) {
 		return "rs-rpfilter", nil
 	}
 	return "", nil
+}
+
+func onlyRejects(hits []rsFwHit) bool {
+	for _, h := range hits {
+		if h.verdict != "reject" {
+			return false
+		}
+	}
+	return true
 }
 
 // rsRPFilterDrops says the reverse-path test of h drops the client's

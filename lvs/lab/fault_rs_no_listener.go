@@ -26,8 +26,16 @@ func init() {
 			if err := e.stopProc(h.Role, KindHTTP); err != nil {
 				return err
 			}
-			// Verify: a connect on the real server itself is refused.
-			err := inNS(e.handle(h.Role), func() error { return reachOnce("tcp", addr, time.Second) })
+			// Verify: a connect on the real server itself is refused. The
+			// stopped server's socket can outlive the kill by a moment
+			// (a connect then gets a reset instead): ask again briefly.
+			var err error
+			for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				err = inNS(e.handle(h.Role), func() error { return reachOnce("tcp", addr, time.Second) })
+				if errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+					break
+				}
+			}
 			if !errors.Is(err, syscall.ECONNREFUSED) {
 				return fmt.Errorf("%s: %s still accepts connections (%v)", h.Role, addr, err)
 			}

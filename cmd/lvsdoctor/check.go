@@ -175,9 +175,23 @@ func checkTopology(cmd *cobra.Command, f checkFlags, top *topology.Topology) err
 	case !f.quiet && isTerminal(os.Stderr):
 		progress = func(s string) { fmt.Fprintf(os.Stderr, "\x1b[2K\r· %s", s) }
 	}
+	var events func(checks.Event)
+	if f.verbose {
+		// Each step's outcome as it lands, for a CI log that shows where
+		// a slow or failing check was; the report gives the final word.
+		events = func(e checks.Event) {
+			if e.State.Landed() && !e.Final {
+				what := e.Step + " " + e.Host
+				if e.Service != "" {
+					what += " " + e.Service
+				}
+				fmt.Fprintf(os.Stderr, "%6.3fs   %s: %s, %s\n", time.Since(t0).Seconds(), what, e.State, e.Summary)
+			}
+		}
+	}
 	r, in := checks.Run(ctx, top, checks.Options{
 		Timeout: f.timeout, MaxConnections: f.maxConnections, Static: f.static,
-		PcapDir: f.pcapDir, Strict: f.strict, Progress: progress, Version: version,
+		PcapDir: f.pcapDir, Strict: f.strict, Progress: progress, Events: events, Version: version,
 	})
 	if !f.quiet && !f.verbose && isTerminal(os.Stderr) {
 		fmt.Fprint(os.Stderr, "\x1b[2K\r")

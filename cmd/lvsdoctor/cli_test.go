@@ -331,6 +331,14 @@ func TestCheckHealthyLab(t *testing.T) {
 		}
 	}
 
+	// -v: every step's outcome on stderr as it lands, timestamped.
+	r = lvsdoctor(t, "check", "-f", file, "-v")
+	for _, want := range []string{"Q1 rs1: pass, ", "Q2 rs2: pass, ", "Q3 director tcp 203.0.113.100:80: pass, ", "Q4 rs2 udp 203.0.113.100:53: pass, "} {
+		if r.code != 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("check -v: want exit 0 and %q on stderr\n%s", want, r)
+		}
+	}
+
 	r = lvsdoctor(t, "check", "-f", file, "--format", "markdown")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "# lvsdoctor: healthy\n") {
 		t.Errorf("check --format markdown: want exit 0 and a first line '# lvsdoctor: healthy'\n%s", r)

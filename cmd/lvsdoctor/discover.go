@@ -1,16 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/lvsdoctor/lvsdoctor/lvs/discover"
 	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
-	"github.com/lvsdoctor/lvsdoctor/probes/agent"
-	"github.com/lvsdoctor/lvsdoctor/probes/obs"
-	"github.com/lvsdoctor/lvsdoctor/probes/transport"
 	"github.com/spf13/cobra"
 )
 
@@ -52,18 +47,11 @@ marked FILL-IN; check refuses the file until they are.`,
 					return usageErr("%v", err)
 				}
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			conn, err := transport.Dial(ctx, director)
+			f, err := directorFacts(cmd.Context(), director)
 			if err != nil {
-				return &exitError{code: exitInconclusive, err: err}
+				return err
 			}
-			defer conn.Close()
-			var f obs.Facts
-			if err := conn.Call(ctx, agent.OpFacts, obs.FactsArgs{SkipConntrack: true, SkipListeners: true}, &f); err != nil {
-				return &exitError{code: exitInconclusive, err: fmt.Errorf("%s: %w", director, err)}
-			}
-			svcs, err := discover.Services(&f, hosts)
+			svcs, err := discover.Services(f, hosts)
 			if err != nil {
 				return &exitError{code: exitInconclusive, err: fmt.Errorf("%s: %w", director, err)}
 			}

@@ -31,20 +31,27 @@ func init() {
 				return fmt.Errorf("%w: icmp-redirect-bypass needs a one-arm lab whose datapath lets redirects out (conntrack NAT drops them): lvsdoctor lab up --topology flat --datapath nft-stateless (this lab: topology %s, datapath %s)",
 					ErrBadFault, o.Topology, o.Datapath)
 			}
-			arm := e.st.vipIface()
-			kv := []sysctl{
-				{Key: "net.ipv4.conf.all.send_redirects", Value: "1"},
-				{Key: "net.ipv4.conf." + arm.Name + ".send_redirects", Value: "1"},
-			}
-			if err := setSysctls(e.handle(h.Role), kv); err != nil {
-				return err
-			}
-			for _, s := range kv {
-				if err := e.checkSysctl(h.Role, s.Key, s.Value); err != nil {
-					return err
-				}
-			}
-			return nil
+			return e.sendRedirects(h)
 		},
 	})
+}
+
+// sendRedirects turns on ICMP redirects on the director's one arm (all and
+// the interface: the kernel sends them if either says so) and checks they
+// took.
+func (e *env) sendRedirects(h *Host) error {
+	arm := e.st.vipIface()
+	kv := []sysctl{
+		{Key: "net.ipv4.conf.all.send_redirects", Value: "1"},
+		{Key: "net.ipv4.conf." + arm.Name + ".send_redirects", Value: "1"},
+	}
+	if err := setSysctls(e.handle(h.Role), kv); err != nil {
+		return err
+	}
+	for _, s := range kv {
+		if err := e.checkSysctl(h.Role, s.Key, s.Value); err != nil {
+			return err
+		}
+	}
+	return nil
 }

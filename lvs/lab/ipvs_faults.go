@@ -212,20 +212,7 @@ func injectICMPRedirectIPVS(ctx context.Context, e *env, h *Host, _ string) erro
 		return fmt.Errorf("%w: icmp-redirect-bypass needs a one-arm lab: lvsdoctor lab up --topology flat --datapath ipvs (this lab: topology %s)",
 			ErrBadFault, e.st.Options.Topology)
 	}
-	arm := e.st.vipIface()
-	kv := []sysctl{
-		{Key: "net.ipv4.conf.all.send_redirects", Value: "1"},
-		{Key: "net.ipv4.conf." + arm.Name + ".send_redirects", Value: "1"},
-	}
-	if err := setSysctls(e.handle(h.Role), kv); err != nil {
-		return err
-	}
-	for _, s := range kv {
-		if err := e.checkSysctl(h.Role, s.Key, s.Value); err != nil {
-			return err
-		}
-	}
-	return nil
+	return e.sendRedirects(h)
 }
 
 // PersistenceVIP is the VIP of the DR FTP service persistence-needed adds

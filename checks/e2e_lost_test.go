@@ -17,6 +17,7 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/checks/result"
 	"github.com/lvsdoctor/lvsdoctor/lvs/lab"
 	"github.com/lvsdoctor/lvsdoctor/probes/testenv"
+	"github.com/lvsdoctor/lvsdoctor/probes/transport"
 )
 
 // A host that goes away mid-check (its agent killed once the test
@@ -25,6 +26,9 @@ import (
 // made up from the half of its observations that exists.
 func TestLabHostLostMidCheck(t *testing.T) {
 	testenv.RequireRoot(t)
+	// rs2's agent must be able to end alone, as a remote host's does.
+	transport.Defaults.NetnsPerHost = true
+	defer func() { transport.Defaults.NetnsPerHost = false }()
 	st, top := labtest.Up(t, lab.Options{})
 	ns := st.Host("rs2").Namespace
 	var once sync.Once

@@ -176,7 +176,8 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 			return
 		}
 		var f obs.Facts
-		args := obs.FactsArgs{SkipConntrack: h.Role != classify.RoleDirector, SkipListeners: h.Role == classify.RoleClient, Director: h.Role == classify.RoleDirector}
+		// Conntrack is read after the test only, for its connections.
+		args := obs.FactsArgs{SkipConntrack: true, SkipListeners: h.Role == classify.RoleClient, Director: h.Role == classify.RoleDirector}
 		if !call(h, c, agent.OpFacts, args, &f) {
 			return
 		}
@@ -202,6 +203,17 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 	}
 
 	opt.Progress("stopping captures, reading counters after the test")
+	// Of the director's conntrack table only the test's connections
+	// matter; the client's earlier ones linger for minutes.
+	var ctOf []string
+	for _, sr := range in.Services {
+		for _, c := range sr.Conns {
+			ctOf = append(ctOf, c.Local)
+			if c.Data != nil && c.Data.Local != "" {
+				ctOf = append(ctOf, c.Data.Local)
+			}
+		}
+	}
 	stop := func(h *classify.Host, c *transport.Conn) {
 		if id, ok := captures[h.Label]; ok {
 			var cp obs.Capture
@@ -227,7 +239,7 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		// After the test only what moves: counters, rules with their
 		// counters, neighbours, links, and the director's conntrack.
 		var f obs.Facts
-		args := obs.FactsArgs{SkipConntrack: h.Role != classify.RoleDirector, SkipListeners: true, SkipStatic: true}
+		args := obs.FactsArgs{SkipConntrack: h.Role != classify.RoleDirector || len(ctOf) == 0, ConntrackOf: ctOf, SkipListeners: true, SkipStatic: true}
 		if call(h, c, agent.OpFacts, args, &f) {
 			h.After = &f
 		}
@@ -248,12 +260,15 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 			}
 		})
 	} else {
-		// Without a listener, each host goes on to its counters as soon
-		// as its own capture is in.
+		// Without a listener, each host reads its counters while its
+		// capture comes in: both only look back at the test.
 		each(in, func(h *classify.Host) {
 			if c := usable(h); c != nil {
-				stop(h, c)
+				var wg sync.WaitGroup
+				wg.Add(1)
+				go func() { defer wg.Done(); stop(h, c) }()
 				after(h, c)
+				wg.Wait()
 			}
 		})
 	}

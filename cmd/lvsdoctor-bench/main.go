@@ -203,7 +203,13 @@ func runCheckIn(ns, bin, topo string, extra ...string) sample {
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) >= 5 && f[0] == "lvsdoctor-stats" && f[3] == "maxrss_kb" {
-			if n, err := strconv.ParseInt(f[4], 10, 64); err == nil && n > s.agtKB {
+			n, err := strconv.ParseInt(f[4], 10, 64)
+			switch {
+			case err != nil:
+			case f[1] == "controller":
+				// Its own peak; the wait status's covers the agents too.
+				s.ctlKB = n
+			case n > s.agtKB:
 				s.agtKB = n
 			}
 		}

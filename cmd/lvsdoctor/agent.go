@@ -10,11 +10,18 @@ import (
 )
 
 // agentMemLimit is the agent's soft limit for the Go heap and runtime;
-// the binary's own pages come on top of it.
-const agentMemLimit = 20 << 20
+// the binary's own pages come on top of it. An agent that serves several
+// namespaces adds nsMemLimit for each one after the first: held to the
+// limit of one host, fifty real servers' captures and facts kept its
+// collector running for the whole check.
+const (
+	agentMemLimit = 20 << 20
+	nsMemLimit    = 2 << 20
+)
 
 func init() {
-	rootCmd.AddCommand(&cobra.Command{
+	var inNetns bool
+	c := &cobra.Command{
 		Use:    "agent",
 		Short:  "Serve probes on stdin/stdout (started by lvsdoctor check on each host)",
 		Hidden: true,
@@ -27,12 +34,23 @@ func init() {
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(400)
 			}
-			if os.Getenv("GOMEMLIMIT") == "" {
+			limit := os.Getenv("GOMEMLIMIT") == ""
+			if limit {
 				debug.SetMemoryLimit(agentMemLimit)
+			}
+			if inNetns {
+				n := ops.NewNamespaces()
+				if limit {
+					n.Served = func(k int) { debug.SetMemoryLimit(agentMemLimit + int64(k-1)*nsMemLimit) }
+				}
+				defer n.Close()
+				return agent.Serve(cmd.Context(), os.Stdin, os.Stdout, n.Route)
 			}
 			t, done := ops.Table()
 			defer done()
-			return agent.Serve(cmd.Context(), os.Stdin, os.Stdout, t)
+			return agent.Serve(cmd.Context(), os.Stdin, os.Stdout, agent.Single(t))
 		},
-	})
+	}
+	c.Flags().BoolVar(&inNetns, "netns", false, "serve every network namespace that requests name (netns: hosts)")
+	rootCmd.AddCommand(c)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -61,6 +62,18 @@ what is wrong, with the evidence and the command that fixes it.`,
 	Version:       version,
 }
 
+// selfStats prints this process's own peak memory for the benchmark
+// (its children's, the agents', are printed as each ends).
+func selfStats() {
+	if os.Getenv("LVSDOCTOR_STATS") == "" || (len(os.Args) > 1 && os.Args[1] == "agent") {
+		return
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		fmt.Fprintf(os.Stderr, "lvsdoctor-stats controller self maxrss_kb %d utime_ms %d stime_ms %d\n", ru.Maxrss, ru.Utime.Nano()/1e6, ru.Stime.Nano()/1e6)
+	}
+}
+
 func main() {
 	// A check holds every host's observations at once; a soft memory limit
 	// makes the garbage collector work a little harder on a big cluster
@@ -72,6 +85,7 @@ func main() {
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
 	})
 	err := rootCmd.Execute()
+	selfStats()
 	if err == nil {
 		return
 	}

@@ -24,12 +24,20 @@ const (
 	OpCaptureStart = "capture.start"
 	OpCaptureStop  = "capture.stop"
 	OpConnect      = "connect"
+	// OpRelease ends one namespace's session on an agent that serves
+	// several (`lvsdoctor agent --netns`): its captures stop, and the
+	// others go on.
+	OpRelease = "release"
 )
 
 type Request struct {
 	ID   uint64          `json:"id"`
 	Op   string          `json:"op"`
 	Args json.RawMessage `json:"args,omitempty"`
+	// NS names the network namespace (as in `ip netns`) the request runs
+	// in, on an agent that serves several; an agent for one host refuses
+	// a request that names one rather than run it in the wrong place.
+	NS string `json:"ns,omitempty"`
 }
 
 type Response struct {
@@ -43,8 +51,8 @@ type Hello struct {
 	Version  int    `json:"version"`
 	PID      int    `json:"pid"`
 	Hostname string `json:"hostname"`
-	// NetNS identifies the network namespace the agent runs in (the inode
-	// of /proc/self/ns/net), so a controller can tell two hosts that are
+	// NetNS identifies the network namespace the agent serves (the inode
+	// of its /proc/thread-self/ns/net), so a controller can tell two hosts that are
 	// really one apart from two that differ.
 	NetNS uint64 `json:"netns"`
 	// Missing lists capabilities the agent lacks (CAP_NET_ADMIN,

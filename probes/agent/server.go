@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 )
 
@@ -16,11 +17,28 @@ type Handler func(ctx context.Context, args json.RawMessage) (any, error)
 // not make the agent allocate without limit.
 const maxLine = 1 << 20
 
+// A Router picks the handler that answers a request.
+type Router func(req Request) (Handler, error)
+
+// Single routes the requests of an agent that serves one host: its own.
+func Single(ops map[string]Handler) Router {
+	return func(req Request) (Handler, error) {
+		if req.NS != "" {
+			return nil, fmt.Errorf("this agent serves one host; it does not enter network namespace %q", req.NS)
+		}
+		h, ok := ops[req.Op]
+		if !ok {
+			return nil, fmt.Errorf("unknown operation %q", req.Op)
+		}
+		return h, nil
+	}
+}
+
 // Serve answers requests from in on out until in is closed or ctx ends.
 // Every request runs in its own goroutine. When in closes (the controller
 // went away, or Ctrl-C killed the session) the context of every running
 // probe is cancelled, so the agent never outlives the controller.
-func Serve(ctx context.Context, in io.Reader, out io.Writer, ops map[string]Handler) error {
+func Serve(ctx context.Context, in io.Reader, out io.Writer, route Router) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -41,24 +59,33 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, ops map[string]Hand
 			reply(Response{Error: fmt.Sprintf("bad request: %v", err)})
 			continue
 		}
-		h, ok := ops[req.Op]
-		if !ok {
-			reply(Response{ID: req.ID, Error: fmt.Sprintf("unknown operation %q", req.Op)})
+		h, err := route(req)
+		if err != nil {
+			reply(Response{ID: req.ID, Error: err.Error()})
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			res, err := safeCall(ctx, h, req.Args)
-			r := Response{ID: req.ID}
 			if err != nil {
-				r.Error = err.Error()
-			} else if b, merr := json.Marshal(res); merr != nil {
-				r.Error = fmt.Sprintf("encoding result: %v", merr)
-			} else {
-				r.Result = b
+				reply(Response{ID: req.ID, Error: err.Error()})
+				return
 			}
-			reply(r)
+			b, err := json.Marshal(res)
+			if err != nil {
+				reply(Response{ID: req.ID, Error: fmt.Sprintf("encoding result: %v", err)})
+				return
+			}
+			// The Response written around the result by hand: the
+			// encoder would check and compact the result once more, and
+			// a busy director's capture is megabytes.
+			line := make([]byte, 0, len(b)+40)
+			line = strconv.AppendUint(append(line, `{"id":`...), req.ID, 10)
+			line = append(append(append(line, `,"result":`...), b...), "}\n"...)
+			wmu.Lock()
+			_, _ = out.Write(line)
+			wmu.Unlock()
 		}()
 	}
 	cancel()

@@ -29,6 +29,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/lvsdoctor/lvsdoctor/probes/internal/nsthread"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 )
 
@@ -39,7 +40,7 @@ const (
 	BlockSize         = 64 << 10
 	NumBlocks         = 8
 	BlockTimeout      = 10 * time.Millisecond // a partly filled block is handed over after this
-	PollTimeout       = 50 * time.Millisecond // no read blocks longer
+	PollTimeout       = 20 * time.Millisecond // no read blocks longer: a stop waits for it
 	DefaultMaxPackets = 2000
 	DefaultMaxTime    = 30 * time.Second
 )
@@ -110,13 +111,22 @@ func (m *Manager) Start(ctx context.Context, a obs.CaptureArgs) (obs.CaptureStar
 		return obs.CaptureStarted{}, err
 	}
 	s := &session{id: newID(), args: a, filter: f}
+	var cand []net.Interface
 	for _, ifc := range ifs {
 		if ifc.Flags&net.FlagLoopback != 0 || len(ifc.HardwareAddr) != 6 {
 			continue // lo, and links without Ethernet framing (tunl0, ipip, wg...)
 		}
-		if err := ctx.Err(); err != nil {
-			s.closeAll()
-			return obs.CaptureStarted{}, err
+		cand = append(cand, ifc)
+	}
+	// Each socket waits out RCU grace periods in the kernel (binding it,
+	// then setting up its ring): opened one after another, a director's
+	// interfaces took tens of milliseconds each, opened at once they
+	// share the wait.
+	readers, errs := make([]*reader, len(cand)), make([]string, len(cand))
+	err = nsthread.Each(len(cand), func(i int) {
+		ifc := cand[i]
+		if ctx.Err() != nil {
+			return
 		}
 		tp, err := afpacket.NewTPacket(
 			afpacket.OptInterface(ifc.Name),
@@ -127,16 +137,31 @@ func (m *Manager) Start(ctx context.Context, a obs.CaptureArgs) (obs.CaptureStar
 			afpacket.OptPollTimeout(PollTimeout),
 		)
 		if err != nil {
-			s.errs = append(s.errs, fmt.Sprintf("%s: %v", ifc.Name, err))
-			continue
+			errs[i] = fmt.Sprintf("%s: %v", ifc.Name, err)
+			return
 		}
 		if err := tp.SetBPF(raw); err != nil {
 			tp.Close()
-			s.errs = append(s.errs, fmt.Sprintf("%s: set filter: %v", ifc.Name, err))
-			continue
+			errs[i] = fmt.Sprintf("%s: set filter: %v", ifc.Name, err)
+			return
 		}
 		_ = tp.InitSocketStats()
-		s.readers = append(s.readers, &reader{s: s, iface: ifc.Name, mac: ifc.HardwareAddr, tp: tp})
+		readers[i] = &reader{s: s, iface: ifc.Name, mac: ifc.HardwareAddr, tp: tp}
+	})
+	for i := range cand {
+		if readers[i] != nil {
+			s.readers = append(s.readers, readers[i])
+		}
+		if errs[i] != "" {
+			s.errs = append(s.errs, errs[i])
+		}
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		s.closeAll()
+		return obs.CaptureStarted{}, err
 	}
 	if len(s.readers) == 0 {
 		msg := "no interface to capture on"
@@ -252,7 +277,9 @@ func (r *reader) run() {
 		if _, v3, err := r.tp.SocketStats(); err == nil {
 			r.kdrops = int(v3.Drops())
 		}
-		r.tp.Close()
+		// Closing a packet socket waits out an RCU grace period, and
+		// nothing is read from it any more: the answer need not wait.
+		go r.tp.Close()
 	}()
 	dec := newDecoder()
 	max := r.s.args.MaxPackets

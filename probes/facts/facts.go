@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,7 +112,7 @@ func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts {
 	nftIpt, legacyIpt := iptablesInUse(f.NftRules)
 	f.IptablesSave = iptablesSave(ctx, nftIpt, legacyIpt, fail)
 	if ctx.Err() == nil && !a.SkipConntrack {
-		if ct, err := readConntrack(); err != nil {
+		if ct, err := readConntrack(a.ConntrackOf); err != nil {
 			fail("conntrack", err)
 		} else {
 			f.Conntrack = ct
@@ -428,7 +429,15 @@ func iptablesSave(ctx context.Context, nft, legacy bool, fail func(string, error
 
 var tcpStates = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
 
-func readConntrack() ([]obs.CTEntry, error) {
+func readConntrack(of []string) ([]obs.CTEntry, error) {
+	addrs, sources := map[netip.Addr]bool{}, map[netip.AddrPort]bool{}
+	for _, s := range of {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			sources[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = true
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			addrs[a.Unmap()] = true
+		}
+	}
 	c, err := conntrack.Dial(nil)
 	if err != nil {
 		return nil, err
@@ -441,6 +450,11 @@ func readConntrack() ([]obs.CTEntry, error) {
 	out := []obs.CTEntry{}
 	for _, fl := range flows {
 		if !fl.TupleOrig.IP.SourceAddress.Is4() {
+			continue
+		}
+		o, r := fl.TupleOrig.IP, fl.TupleReply.IP
+		if len(of) > 0 && !sources[netip.AddrPortFrom(o.SourceAddress, fl.TupleOrig.Proto.SourcePort)] &&
+			!addrs[o.SourceAddress] && !addrs[o.DestinationAddress] && !addrs[r.SourceAddress] && !addrs[r.DestinationAddress] {
 			continue
 		}
 		e := obs.CTEntry{

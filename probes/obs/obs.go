@@ -48,7 +48,13 @@ type Facts struct {
 // what it does not need on a host, so fifty real servers stay cheap.
 type FactsArgs struct {
 	SkipConntrack bool `json:"skip_conntrack,omitempty"`
-	SkipListeners bool `json:"skip_listeners,omitempty"`
+	// ConntrackOf keeps only the conntrack entries started from one of
+	// these sources, "IP" or "IP:PORT", as `conntrack -L -s CIP --sport
+	// CPORT` would: a busy director holds hundreds of thousands that are
+	// not the test's (a bare IP also matches it as any other endpoint).
+	// Empty keeps them all.
+	ConntrackOf   []string `json:"conntrack_of,omitempty"`
+	SkipListeners bool     `json:"skip_listeners,omitempty"`
 	// SkipStatic leaves out addresses, routes and sysctls.
 	SkipStatic bool `json:"skip_static,omitempty"`
 	// Director also reads which IPVS modules are loaded or loadable: it

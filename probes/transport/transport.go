@@ -1,22 +1,19 @@
 // Package transport reaches a host and starts the lvsdoctor agent on it:
-// `netns:NAME` re-executes lvsdoctor inside that network namespace,
-// `local` runs it beside the controller. Both hand back the same
+// `netns:NAME` hosts share one agent process that enters each namespace
+// per request, `local` runs one beside the controller. Both hand back the same
 // agent.Client, which the SSH transport will give too.
 package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/lvsdoctor/lvsdoctor/probes/agent"
-	"github.com/vishvananda/netns"
 )
 
 // AgentBinary is the lvsdoctor executable started as the agent. It is this
@@ -44,6 +41,10 @@ type Conn struct {
 // Options shape how hosts are reached.
 type Options struct {
 	SSH SSHOptions
+	// NetnsPerHost gives every netns: host an agent process of its own
+	// instead of one shared by all: one host's agent can then end alone,
+	// as a remote host's can (the tests of a host lost mid-check).
+	NetnsPerHost bool
 }
 
 // Defaults are the options Dial uses; the CLI sets them from its flags.
@@ -71,39 +72,66 @@ func DialWith(ctx context.Context, spec string, o Options) (*Conn, error) {
 		}
 		return c, c.hello(ctx)
 	}
-	bin, err := AgentBinary()
-	if err != nil {
-		return nil, &UnreachableError{spec, err}
-	}
-	cmd := exec.Command(bin, "agent")
-	cmd.Stderr = os.Stderr
-	// The agent dies with the controller even if stdin is somehow kept
-	// open: nothing may be left running on a host.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, &UnreachableError{spec, err}
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, &UnreachableError{spec, err}
-	}
+	var c *Conn
+	var err error
 	switch {
 	case spec == "local":
-		err = cmd.Start()
+		c, err = dialProcess(spec, "")
+	case strings.HasPrefix(spec, "netns:") && o.NetnsPerHost:
+		c, err = dialProcess(spec, strings.TrimPrefix(spec, "netns:"))
 	case strings.HasPrefix(spec, "netns:"):
-		err = startInNetns(strings.TrimPrefix(spec, "netns:"), cmd)
+		c, err = dialNetns(spec, strings.TrimPrefix(spec, "netns:"))
 	default:
 		err = fmt.Errorf("unknown host form %q", spec)
 	}
 	if err != nil {
 		return nil, &UnreachableError{spec, err}
 	}
-	c := &Conn{Client: agent.NewClient(stdin, stdout), Spec: spec, cmd: cmd}
 	if err := c.hello(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// dialProcess starts an agent process of the host's own, beside the
+// controller or in network namespace ns.
+func dialProcess(spec, ns string) (*Conn, error) {
+	cmd, cl, err := startAgent(ns, "agent")
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{Client: cl, Spec: spec, cmd: cmd}, nil
+}
+
+// startAgent runs `lvsdoctor ARGS...` beside the controller, or from a
+// thread in network namespace ns, and returns its client.
+func startAgent(ns string, args ...string) (*exec.Cmd, *agent.Client, error) {
+	bin, err := AgentBinary()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	// The agent dies with the controller even if stdin is somehow kept
+	// open: nothing may be left running on a host.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if ns == "" {
+		err = cmd.Start()
+	} else {
+		err = startInNetns(ns, cmd)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return cmd, agent.NewClient(stdin, stdout), nil
 }
 
 // isSSH says spec names an SSH host: ssh://..., user@host, or a bare name
@@ -127,47 +155,6 @@ func (c *Conn) hello(ctx context.Context) error {
 	return nil
 }
 
-// startInNetns starts cmd from a thread switched into the namespace: a
-// child inherits its parent thread's namespace, so the agent runs there
-// without `ip netns exec` and without touching this process's namespace.
-func startInNetns(name string, cmd *exec.Cmd) error {
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("network namespace %q does not exist (ip netns list)", name)
-		}
-		if errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("network namespace %q: permission denied (needs CAP_SYS_ADMIN)", name)
-		}
-		return fmt.Errorf("network namespace %q: %w", name, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("entering network namespace %q: %w (needs CAP_SYS_ADMIN)", name, err)
-			return
-		}
-		err = cmd.Start()
-		if netns.Set(orig) == nil {
-			// Only a thread back in its own namespace may serve other
-			// goroutines; a failed one stays locked and dies with this one.
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
-
 // Close ends the agent: EOF on its stdin makes it stop its probes and exit;
 // one that does not within a second is killed.
 func (c *Conn) Close() error {
@@ -175,19 +162,25 @@ func (c *Conn) Close() error {
 	if c.closer != nil {
 		return c.closer()
 	}
+	return waitAgent(c.cmd, c.Spec)
+}
+
+// waitAgent waits for an agent whose stdin was closed; one that does not
+// exit within a second is killed.
+func waitAgent(cmd *exec.Cmd, name string) error {
 	done := make(chan error, 1)
-	go func() { done <- c.cmd.Wait() }()
+	go func() { done <- cmd.Wait() }()
 	var err error
 	select {
 	case err = <-done:
 	case <-time.After(time.Second):
-		_ = c.cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		err = <-done
 	}
 	// The benchmark reads the agents' peak memory from here.
-	if os.Getenv("LVSDOCTOR_STATS") != "" && c.cmd.ProcessState != nil {
-		if ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			fmt.Fprintf(os.Stderr, "lvsdoctor-stats agent %s maxrss_kb %d utime_ms %d stime_ms %d\n", c.Spec, ru.Maxrss, ru.Utime.Nano()/1e6, ru.Stime.Nano()/1e6)
+	if os.Getenv("LVSDOCTOR_STATS") != "" && cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			fmt.Fprintf(os.Stderr, "lvsdoctor-stats agent %s maxrss_kb %d utime_ms %d stime_ms %d\n", name, ru.Maxrss, ru.Utime.Nano()/1e6, ru.Stime.Nano()/1e6)
 		}
 	}
 	return err

@@ -70,9 +70,10 @@ func hello() agent.Hello {
 	return h
 }
 
-// netnsInode reads the inode of the agent's network namespace.
+// netnsInode reads the inode of the calling thread's network namespace,
+// which is the host's also in an agent that serves several.
 func netnsInode() uint64 {
-	l, err := os.Readlink("/proc/self/ns/net")
+	l, err := os.Readlink("/proc/thread-self/ns/net")
 	if err != nil {
 		return 0
 	}

@@ -26,11 +26,16 @@ var nsAgents struct {
 	a  *nsAgent
 }
 
+// isolated, as startAgent's namespace, starts the agent in a new, empty
+// network namespace of its own: not the controller's, so that a probe
+// that opened a socket on the wrong thread could never send on this
+// machine's network; and not one being checked, whose removal (lab down
+// ends every process in a lab's namespaces) would take the agent of
+// every other host with it.
+const isolated = "\x00isolated"
+
 // dialNetns gives a Conn to namespace name on the shared agent, starting
-// it if none runs. The agent starts inside the first namespace asked for,
-// not the controller's: a probe that opened a socket on the wrong thread
-// would then send its traffic in a namespace being checked, never on the
-// network of the machine lvsdoctor runs on.
+// it if none runs.
 func dialNetns(spec, name string) (*Conn, error) {
 	// Checked here too, so that a missing namespace is named before any
 	// process starts.
@@ -43,7 +48,7 @@ func dialNetns(spec, name string) (*Conn, error) {
 	defer nsAgents.mu.Unlock()
 	a := nsAgents.a
 	if a == nil {
-		cmd, cl, err := startAgent(name, "agent", "--netns")
+		cmd, cl, err := startAgent(isolated, "agent", "--netns")
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -103,8 +104,9 @@ func dialProcess(spec, ns string) (*Conn, error) {
 	return &Conn{Client: cl, Spec: spec, cmd: cmd}, nil
 }
 
-// startAgent runs `lvsdoctor ARGS...` beside the controller, or from a
-// thread in network namespace ns, and returns its client.
+// startAgent runs `lvsdoctor ARGS...` beside the controller, from a thread
+// in network namespace ns, or (ns == isolated) in a new, empty namespace of
+// its own, and returns its client.
 func startAgent(ns string, args ...string) (*exec.Cmd, *agent.Client, error) {
 	bin, err := AgentBinary()
 	if err != nil {
@@ -115,6 +117,9 @@ func startAgent(ns string, args ...string) (*exec.Cmd, *agent.Client, error) {
 	// The agent dies with the controller even if stdin is somehow kept
 	// open: nothing may be left running on a host.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if ns == isolated {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, nil, err
@@ -123,9 +128,14 @@ func startAgent(ns string, args ...string) (*exec.Cmd, *agent.Client, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if ns == "" {
+	switch ns {
+	case "":
 		err = cmd.Start()
-	} else {
+	case isolated:
+		if err = cmd.Start(); errors.Is(err, os.ErrPermission) {
+			err = fmt.Errorf("%w (a network namespace for the agent needs CAP_SYS_ADMIN)", err)
+		}
+	default:
 		err = startInNetns(ns, cmd)
 	}
 	if err != nil {

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 
 	"github.com/lvsdoctor/lvsdoctor/probes/agent"
+	"github.com/lvsdoctor/lvsdoctor/probes/internal/nsthread"
 	"github.com/vishvananda/netns"
 )
 
@@ -18,12 +18,12 @@ import (
 // 13 ms of CPU to start; fifty real servers in namespaces, each with its
 // own agent, spent more on starting agents than on probing.
 //
-// Each request runs on an OS thread switched into its namespace, which is
-// what a per-host agent gave for free: the probes open every socket
-// (netlink, packet, ICMP, TCP) on the calling goroutine, and read /proc
-// through thread-self, so all they touch is that namespace's. The thread
-// stays locked and dies with the request: no other goroutine ever runs
-// in a namespace it did not ask for.
+// Each request runs on an OS thread switched into its namespace
+// (nsthread.Run), which is what a per-host agent gave for free: the
+// probes open every socket (netlink, packet, ICMP, TCP) on the calling
+// goroutine, and read /proc through thread-self, so all they touch is
+// that namespace's. The thread dies with the request: no other goroutine
+// ever runs in a namespace it did not ask for.
 type Namespaces struct {
 	// Served, when set, hears how many namespaces are being served each
 	// time one is added (the agent sizes its memory limit by it).
@@ -61,13 +61,11 @@ func (n *Namespaces) Route(req agent.Request) (agent.Handler, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown operation %q", req.Op)
 	}
-	return func(ctx context.Context, raw json.RawMessage) (any, error) {
-		// Never unlocked: the switched thread ends with this goroutine.
-		runtime.LockOSThread()
-		if err := netns.Set(h.ns); err != nil {
-			return nil, fmt.Errorf("entering network namespace %q: %w", req.NS, err)
+	return func(ctx context.Context, raw json.RawMessage) (res any, err error) {
+		if nerr := nsthread.Run(h.ns, func() { res, err = op(ctx, raw) }); nerr != nil {
+			return nil, fmt.Errorf("network namespace %q: %w", req.NS, nerr)
 		}
-		return op(ctx, raw)
+		return res, err
 	}, nil
 }
 

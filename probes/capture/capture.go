@@ -34,11 +34,16 @@ import (
 )
 
 // Ring and timing parameters. A socket's ring is BlockSize × NumBlocks
-// (512 KiB), not afpacket's 64 MiB default.
+// (512 KiB), not afpacket's 64 MiB default. The kernel hands over a block
+// BlockTimeout after its first packet however full it is, so on a quiet
+// interface every block holds a packet or two and the ring lasts
+// NumBlocks × BlockTimeout of a reader that is not scheduled: many small
+// blocks, not a few large ones (with 8, fifty real servers' captures in
+// one agent lost packets while it was busy).
 const (
 	FrameSize         = 4096
-	BlockSize         = 64 << 10
-	NumBlocks         = 8
+	BlockSize         = 16 << 10
+	NumBlocks         = 32
 	BlockTimeout      = 10 * time.Millisecond // a partly filled block is handed over after this
 	PollTimeout       = 20 * time.Millisecond // no read blocks longer: a stop waits for it
 	DefaultMaxPackets = 2000

@@ -10,14 +10,10 @@ import (
 )
 
 // agentMemLimit is the agent's soft limit for the Go heap and runtime;
-// the binary's own pages come on top of it. An agent that serves several
-// namespaces adds nsMemLimit for each one after the first: held to the
-// limit of one host, fifty real servers' captures and facts kept its
-// collector running for the whole check.
-const (
-	agentMemLimit = 20 << 20
-	nsMemLimit    = 2 << 20
-)
+// the binary's own pages and the capture rings come on top of it. An
+// agent for netns: hosts serves at most eight (transport.hostsPerAgent),
+// whose heap together stays well under it.
+const agentMemLimit = 20 << 20
 
 func init() {
 	var inNetns bool
@@ -34,15 +30,11 @@ func init() {
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(400)
 			}
-			limit := os.Getenv("GOMEMLIMIT") == ""
-			if limit {
+			if os.Getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(agentMemLimit)
 			}
 			if inNetns {
 				n := ops.NewNamespaces()
-				if limit {
-					n.Served = func(k int) { debug.SetMemoryLimit(agentMemLimit + int64(k-1)*nsMemLimit) }
-				}
 				defer n.Close()
 				return agent.Serve(cmd.Context(), os.Stdin, os.Stdout, n.Route)
 			}

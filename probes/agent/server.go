@@ -79,12 +79,14 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, route Router) error
 			}
 			// The Response written around the result by hand: the
 			// encoder would check and compact the result once more, and
-			// a busy director's capture is megabytes.
-			line := make([]byte, 0, len(b)+40)
-			line = strconv.AppendUint(append(line, `{"id":`...), req.ID, 10)
-			line = append(append(append(line, `,"result":`...), b...), "}\n"...)
+			// a busy director's capture is megabytes (nor is it copied
+			// into one line: three writes under the lock).
+			head := strconv.AppendUint([]byte(`{"id":`), req.ID, 10)
+			head = append(head, `,"result":`...)
 			wmu.Lock()
-			_, _ = out.Write(line)
+			_, _ = out.Write(head)
+			_, _ = out.Write(b)
+			_, _ = out.Write([]byte("}\n"))
 			wmu.Unlock()
 		}()
 	}

@@ -120,7 +120,7 @@ func TestNetnsMissing(t *testing.T) {
 	}
 	nsAgents.mu.Lock()
 	defer nsAgents.mu.Unlock()
-	if nsAgents.a != nil {
+	if len(nsAgents.list) > 0 {
 		t.Errorf("an agent was started for a namespace that does not exist")
 	}
 }
@@ -137,4 +137,47 @@ func hasAddr(f obs.Facts, ip string) bool {
 func alive(pid int) bool {
 	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
 	return err == nil
+}
+
+// TestNetnsAgentsShared: more namespaces than one agent serves get a
+// second process, never more than hostsPerAgent hosts on one, and none
+// is left once every host is closed.
+func TestNetnsAgentsShared(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var conns []*Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	per := map[int]int{}
+	for range hostsPerAgent + 1 {
+		c, err := Dial(ctx, "netns:"+nstest.New(t).Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		per[c.Hello.PID]++
+	}
+	if len(per) != 2 {
+		t.Errorf("%d hosts on %d agent processes %v, want 2", hostsPerAgent+1, len(per), per)
+	}
+	for pid, n := range per {
+		if n > hostsPerAgent {
+			t.Errorf("agent %d serves %d hosts, more than %d", pid, n, hostsPerAgent)
+		}
+	}
+	for _, c := range conns {
+		if err := c.Close(); err != nil {
+			t.Errorf("close %s: %v", c.Spec, err)
+		}
+	}
+	conns = nil
+	for pid := range per {
+		if alive(pid) {
+			t.Errorf("agent %d still runs after its hosts were closed", pid)
+		}
+	}
 }

@@ -25,10 +25,6 @@ import (
 // that namespace's. The thread dies with the request: no other goroutine
 // ever runs in a namespace it did not ask for.
 type Namespaces struct {
-	// Served, when set, hears how many namespaces are being served each
-	// time one is added (the agent sizes its memory limit by it).
-	Served func(n int)
-
 	mu    sync.Mutex
 	hosts map[string]*nsHost
 }
@@ -82,9 +78,6 @@ func (n *Namespaces) host(name string) (*nsHost, error) {
 	t, done := Table()
 	h := &nsHost{ns: ns, ops: t, done: done}
 	n.hosts[name] = h
-	if n.Served != nil {
-		n.Served(len(n.hosts))
-	}
 	return h, nil
 }
 

@@ -43,6 +43,15 @@ func Main(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// The SSH transport keeps the compressed agent in the user's cache:
+	// tests keep theirs here, and it goes with the rest (the go command's
+	// own cache stays where it was).
+	if os.Getenv("GOCACHE") == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			os.Setenv("GOCACHE", filepath.Join(d, "go-build"))
+		}
+	}
+	os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	if _, err := BuildBinary(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -6,8 +6,9 @@
 //	sudo go run ./cmd/lvsdoctor-bench -n 5
 //
 // With -ssh it times the healthy check over SSH instead (a lab built with
-// --ssh, the check started inside its management namespace): netns, the
-// first SSH run (the agent uploaded) and the second (--keep-agent reuses it).
+// --ssh, the check started inside its management namespace): netns, a new
+// build's first SSH run, a first run (the agent uploaded), the second
+// (--keep-agent reuses it) and a run without --keep-agent.
 // sshd runs every command through the login's shell, and bash reads
 // ~/.bashrc for it: -ssh-user USER (an existing non-root login, reached
 // through sudo -n) measures lvsdoctor without what root's ~/.bashrc does.
@@ -19,8 +20,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -45,7 +49,7 @@ func main() {
 	runs := flag.Int("n", 5, "runs per case")
 	big := flag.Int("realservers", 50, "real servers of the big lab (0 skips it)")
 	faults := flag.String("faults", "rs-no-listener,rs-wrong-gateway,director-no-forwarding,director-no-masquerade,director-firewall-drops-replies,director-rpfilter-requests", "faults to time, comma-separated")
-	sshMode := flag.Bool("ssh", false, "time the healthy check over SSH instead (lab up --ssh): netns, SSH first run (upload) and SSH --keep-agent second run")
+	sshMode := flag.Bool("ssh", false, "time the healthy check over SSH instead (lab up --ssh): netns, SSH first runs (upload), SSH --keep-agent second run, SSH without --keep-agent")
 	sshUser := flag.String("ssh-user", "", "with -ssh: log in as this existing user (through sudo -n) instead of root, e.g. one whose shell reads no ~/.bashrc")
 	flag.Parse()
 	if err := lab.CheckPrivileges(); err != nil {
@@ -108,10 +112,20 @@ func measureLab(bin, dir string, k, runs int, faults []string) map[string][]samp
 
 // measureSSH builds a lab with --ssh and times the healthy check over
 // netns (from this namespace) and over SSH through the bastion (from the
-// management namespace, as 'lab exec mgmt -- lvsdoctor check' does): a
-// first run with --keep-agent (nothing cached: compress, upload, check the
-// hash) and the second one (the cached agent is reused). The cached copies
-// it made in ~/.cache/lvsdoctor are removed at the end.
+// management namespace, as 'lab exec mgmt -- lvsdoctor check' does):
+//
+//   - a new build's first run with --keep-agent: nothing cached anywhere
+//     (compress, upload, check the hash);
+//   - a first run with --keep-agent: no copy on the hosts, the compressed
+//     copy the controller keeps (under XDG_CACHE_HOME, here the bench's own
+//     directory) from an earlier run;
+//   - the second run with --keep-agent (the hosts' copy is reused);
+//   - a run without --keep-agent, which uploads to a private directory
+//     every time.
+//
+// The hosts' cached copy of the bench's binary is removed before each
+// first run (it may be there from an earlier bench of the same build) and
+// at the end, with every other copy the bench made.
 func measureSSH(bin, dir string, runs int, sshUser string) {
 	name := "lvsdbenchssh"
 	_ = lab.Down(name)
@@ -130,15 +144,22 @@ func measureSSH(bin, dir string, runs int, sshUser string) {
 		sshTopo, home = st.SSH.SudoTopo, u.HomeDir
 		fmt.Printf("logging in as %s (shell from /etc/passwd, sudo -n)\n", sshUser)
 	}
+	// The controller's cache (the compressed agent): the bench's own.
+	xdg := filepath.Join(dir, "cache")
+	check(os.Setenv("XDG_CACHE_HOME", xdg))
 	cache := filepath.Join(home, ".cache", "lvsdoctor")
 	_, statErr := os.Stat(cache)
 	hadCache := statErr == nil
+	_, statErr = os.Stat(filepath.Dir(cache))
+	hadParent := statErr == nil
 	before := map[string]bool{}
 	old, _ := filepath.Glob(filepath.Join(cache, "lvsdoctor-*"))
 	for _, f := range old {
 		before[f] = true
 	}
+	mine := filepath.Join(cache, "lvsdoctor-"+fileHash(bin)[:16])
 	clean := func() {
+		os.Remove(mine)
 		now, _ := filepath.Glob(filepath.Join(cache, "lvsdoctor-*"))
 		for _, f := range now {
 			if !before[f] {
@@ -151,27 +172,51 @@ func measureSSH(bin, dir string, runs int, sshUser string) {
 		if !hadCache {
 			os.Remove(cache) // only if empty
 		}
+		if !hadParent {
+			os.Remove(filepath.Dir(cache)) // ~/.cache, which the upload made
+		}
 	}()
-	ssh := []string{"--ssh-config", st.SSH.Config, "--keep-agent"}
+	ssh := []string{"--ssh-config", st.SSH.Config}
+	keep := []string{"--ssh-config", st.SSH.Config, "--keep-agent"}
 	out := map[string][]sample{}
-	order := []string{"netns", "ssh first run (upload)", "ssh --keep-agent (2nd run)"}
+	order := []string{"netns", "ssh, new build (nothing cached)", "ssh first run (upload)", "ssh --keep-agent (2nd run)", "ssh without --keep-agent"}
 	pause := func() { time.Sleep(1100 * time.Millisecond) } // ICMP rate limit, as measureLab
 	for i := 0; i < runs; i++ {
 		out[order[0]] = append(out[order[0]], runCheckIn("", bin, topo))
 		pause()
 		clean()
-		out[order[1]] = append(out[order[1]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, ssh...))
+		check(os.RemoveAll(xdg))
+		out[order[1]] = append(out[order[1]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, keep...))
 		pause()
-		out[order[2]] = append(out[order[2]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, ssh...))
+		clean()
+		out[order[2]] = append(out[order[2]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, keep...))
+		pause()
+		out[order[3]] = append(out[order[3]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, keep...))
+		pause()
+		out[order[4]] = append(out[order[4]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, ssh...))
 		pause()
 	}
-	fmt.Printf("%-34s %8s %8s %8s %12s %12s\n", "healthy check, 2 rs", "median", "min", "max", "ctl MiB", "agent MiB")
+	netns := median(out[order[0]]).wall
+	fmt.Printf("%-34s %8s %8s %8s %7s %12s %12s\n", "healthy check, 2 rs", "median", "min", "max", "/netns", "ctl MiB", "agent MiB")
 	for _, c := range order {
 		m := median(out[c])
 		lo, hi := minmax(out[c])
-		fmt.Printf("%-34s %8s %8s %8s %12.1f %12.1f   (exit %d)\n", c, ms(m.wall), ms(lo), ms(hi),
+		fmt.Printf("%-34s %8s %8s %8s %6.2fx %12.1f %12.1f   (exit %d)\n", c, ms(m.wall), ms(lo), ms(hi), float64(m.wall)/float64(netns),
 			float64(maxCtl(out[c]))/1024, float64(maxAgt(out[c]))/1024, m.exit)
 	}
+	fmt.Println("targets (issue #4): --keep-agent 2nd run at most 1.5x netns, a first run that uploads at most 2.5x")
+}
+
+// fileHash is the SHA-256 of a file, hex: what names the hosts' cached
+// copy of the agent.
+func fileHash(path string) string {
+	f, err := os.Open(path)
+	check(err)
+	defer f.Close()
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	check(err)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func runCheck(bin, topo string) sample { return runCheckIn("", bin, topo) }

@@ -1,14 +1,20 @@
 package transport
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,23 +124,30 @@ Host lvs-jumped
 	return p
 }
 
-func TestMain(m *testing.M) {
+func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+func testMain(m *testing.M) int {
 	if os.Geteuid() == 0 && os.Getenv("LVSDOCTOR_AGENT") == "" {
 		dir, err := os.MkdirTemp("", "lvsdoctor-agent")
 		if err == nil {
+			defer os.RemoveAll(dir)
 			bin := filepath.Join(dir, "lvsdoctor")
 			out, err := exec.Command("go", "build", "-o", bin, "github.com/lvsdoctor/lvsdoctor/cmd/lvsdoctor").CombinedOutput()
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-				os.Exit(1)
+				return 1
 			}
 			os.Setenv("LVSDOCTOR_AGENT", bin)
-			code := m.Run()
-			os.RemoveAll(dir)
-			os.Exit(code)
 		}
 	}
-	os.Exit(m.Run())
+	// The compressed agent that the controller keeps goes to a cache of
+	// the tests' own, not the user's (set after the build: Go's build
+	// cache lives there too).
+	if cache, err := os.MkdirTemp("", "lvsdoctor-cache"); err == nil {
+		defer os.RemoveAll(cache)
+		os.Setenv("XDG_CACHE_HOME", cache)
+	}
+	return m.Run()
 }
 
 // TestSSHAgent reaches a real sshd by an ssh_config alias, directly and
@@ -252,6 +265,7 @@ func TestSSHErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %q, want it to say %q", err, c.want)
 			}
+			t.Logf("%v", err)
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("took %s", d)
 			}
@@ -323,5 +337,198 @@ func TestSSHKeepAgentShared(t *testing.T) {
 	}
 	if parts, _ := filepath.Glob(filepath.Join(cache, "*.part*")); len(parts) > 0 {
 		t.Errorf("partial uploads left: %v", parts)
+	}
+}
+
+// resetUpload forgets the compressed agent, as a new process would.
+func resetUpload() {
+	gzOnce = sync.Once{}
+	gzVal, gzErr = nil, nil
+}
+
+// TestSSHAgentCache: the compressed agent is kept in the user's cache
+// directory and reused; a damaged copy is never uploaded twice.
+func TestSSHAgentCache(t *testing.T) {
+	s := startSSHD(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	resetUpload()
+	t.Cleanup(resetUpload)
+	p, err := loadPayload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.config(t, s.knownHosts)
+	dial := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := DialWith(ctx, "lvs-jumped", Options{SSH: SSHOptions{ConfigFile: cfg}})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(); err != nil {
+		t.Fatal(err)
+	}
+	file := p.cacheFile()
+	if _, ok := p.cached(); !ok {
+		t.Fatalf("no compressed agent in %s", file)
+	}
+	b, _ := os.ReadFile(file)
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, zr); err != nil || hex.EncodeToString(h.Sum(nil)) != p.hash {
+		t.Fatalf("the cached copy is not the agent (%v)", err)
+	}
+	if st, _ := os.Stat(filepath.Dir(file)); st.Mode().Perm() != 0o700 {
+		t.Errorf("%s is %v, want 0700", filepath.Dir(file), st.Mode().Perm())
+	}
+
+	// Damaged in the middle (header and trailer intact): the host's gzip
+	// refuses it, the run says so, and the copy is gone for the next one.
+	bad := append([]byte(nil), b...)
+	for i := len(bad) / 2; i < len(bad)/2+4096; i++ {
+		bad[i] ^= 0x5a
+	}
+	os.WriteFile(file, bad, 0o600)
+	resetUpload()
+	if err := dial(); err == nil || !strings.Contains(err.Error(), "uploading the agent failed") {
+		t.Fatalf("a damaged copy: %v, want the upload to fail", err)
+	} else {
+		t.Logf("%v", err)
+	}
+	if _, err := os.Stat(file); err == nil {
+		t.Errorf("the damaged copy is still in the cache")
+	}
+	resetUpload()
+	if err := dial(); err != nil {
+		t.Fatalf("after a damaged copy: %v", err)
+	}
+
+	// Truncated: not taken for a copy at all.
+	os.WriteFile(file, b[:len(b)/2], 0o600)
+	resetUpload()
+	if err := dial(); err != nil {
+		t.Fatalf("after a truncated copy: %v", err)
+	}
+	if _, ok := p.cached(); !ok {
+		t.Errorf("the truncated copy was not replaced")
+	}
+	// Another build's copy goes when this one is written.
+	other := filepath.Join(filepath.Dir(file), "agent-"+strings.Repeat("0", 64)+".gz")
+	os.WriteFile(other, b, 0o600)
+	os.Remove(file)
+	resetUpload()
+	if err := dial(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(other); err == nil {
+		t.Errorf("another build's copy was left in the cache")
+	}
+}
+
+// TestSSHOtherArch: a host of another architecture is told so, promptly,
+// although the upload started along with the setup. (The script stops
+// before it makes a directory.)
+func TestSSHOtherArch(t *testing.T) {
+	s := startSSHD(t)
+	archPattern = func() string { return "sparc64" }
+	t.Cleanup(func() { archPattern = unamePattern })
+	for _, keep := range []bool{false, true} {
+		start := time.Now()
+		_, err := DialWith(context.Background(), "lvs-jumped", Options{SSH: SSHOptions{ConfigFile: s.config(t, s.knownHosts), KeepAgent: keep}})
+		if err == nil || !strings.Contains(err.Error(), "build lvsdoctor for that host") {
+			t.Errorf("keep %v: %v, want the architecture named", keep, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("keep %v: took %s", keep, d)
+		}
+		t.Logf("%v", err)
+	}
+}
+
+// TestSSHKeepAgentDamaged: a cached agent that no longer runs is named,
+// with what to do about it.
+func TestSSHKeepAgentDamaged(t *testing.T) {
+	s := startSSHD(t)
+	p, err := loadPayload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(home, ".cache", "lvsdoctor")
+	_, statErr := os.Stat(cache)
+	copyPath := filepath.Join(cache, "lvsdoctor-"+p.hash[:16])
+	_, hadCopy := os.Stat(copyPath)
+	t.Cleanup(func() {
+		if hadCopy != nil {
+			os.Remove(copyPath)
+		}
+		if statErr != nil {
+			os.Remove(cache)
+		}
+	})
+	cfg := s.config(t, s.knownHosts)
+	dial := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := DialWith(ctx, "lvs-jumped", Options{SSH: SSHOptions{ConfigFile: cfg, KeepAgent: true}})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(); err != nil {
+		t.Fatal(err)
+	}
+	// Replaced, not truncated: the first run's agent may still be
+	// exiting from it.
+	b, err := os.ReadFile(copyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(copyPath+".damaged", b[:4096], 0o700)
+	if err := os.Rename(copyPath+".damaged", copyPath); err != nil {
+		t.Fatal(err)
+	}
+	err = dial()
+	if err == nil || !strings.Contains(err.Error(), "does not run there") || !strings.Contains(err.Error(), "lvsdoctor-"+p.hash[:16]+") may be damaged") {
+		t.Fatalf("a damaged copy: %v, want it named", err)
+	}
+	t.Logf("%v", err)
+	os.Remove(copyPath)
+	if err := dial(); err != nil {
+		t.Fatalf("once the damaged copy is gone: %v", err)
+	}
+}
+
+// TestAgentStartError: what sudo or the shell says when the agent does
+// not start becomes the reason, in lvsdoctor's words.
+func TestAgentStartError(t *testing.T) {
+	for _, c := range []struct {
+		stderr string
+		sudo   bool
+		want   string
+	}{
+		{"sudo: a password is required", true, "sudo wants a password"},
+		{"sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper", true, "sudo wants a password"},
+		{"sudo: sorry, you must have a tty to run sudo", true, "sudo -n does not work: sudo: sorry"},
+		{"ops is not in the sudoers file.  This incident will be reported.", true, "sudo -n does not work"},
+		{"Sorry, user ops may not run sudo on lb1.", true, "sudo -n does not work"},
+		{"sudo: unable to execute /tmp/lvsdoctor.x/lvsdoctor: Permission denied", true, "cannot be executed there"},
+		{"sh: 1: exec: /tmp/lvsdoctor.x/lvsdoctor: Permission denied", false, "cannot be executed there"},
+		{"sudo: unable to execute /opt/lvsdoctor: No such file or directory", true, "does not run there: sudo: unable to execute /opt/lvsdoctor"},
+		{"sudo: unable to execute /opt/lvsdoctor: Exec format error", true, "build lvsdoctor for that host's architecture"},
+		{"", true, "exited without a word"},
+	} {
+		if err := agentStartError(c.stderr, c.sudo); !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %q, want it to say %q", c.stderr, err, c.want)
+		}
 	}
 }

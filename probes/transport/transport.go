@@ -71,7 +71,9 @@ func DialWith(ctx context.Context, spec string, o Options) (*Conn, error) {
 		if err != nil {
 			return nil, &UnreachableError{spec, err}
 		}
-		return c, c.hello(ctx)
+		// dialSSH said hello already: its answer is how it knows the
+		// agent runs.
+		return c, c.speaksOurs()
 	}
 	var c *Conn
 	var err error
@@ -158,6 +160,11 @@ func (c *Conn) hello(ctx context.Context) error {
 		c.Close()
 		return &UnreachableError{c.Spec, fmt.Errorf("agent did not answer: %w", err)}
 	}
+	return c.speaksOurs()
+}
+
+// speaksOurs checks the agent's hello names this protocol.
+func (c *Conn) speaksOurs() error {
 	if c.Hello.Version != agent.Version {
 		c.Close()
 		return &UnreachableError{c.Spec, fmt.Errorf("agent speaks protocol %d, this lvsdoctor %d: use the same lvsdoctor on both sides", c.Hello.Version, agent.Version)}

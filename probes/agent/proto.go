@@ -52,7 +52,8 @@ type Hello struct {
 	PID      int    `json:"pid"`
 	Hostname string `json:"hostname"`
 	// NetNS identifies the network namespace the agent serves (the inode
-	// of its /proc/thread-self/ns/net), so a controller can tell two hosts that are
+	// of /proc/thread-self/ns/net where it runs the host's requests), so
+	// a controller can tell two hosts that are
 	// really one apart from two that differ.
 	NetNS uint64 `json:"netns"`
 	// Missing lists capabilities the agent lacks (CAP_NET_ADMIN,

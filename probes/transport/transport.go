@@ -1,6 +1,7 @@
 // Package transport reaches a host and starts the lvsdoctor agent on it:
-// `netns:NAME` hosts share one agent process that enters each namespace
-// per request, `local` runs one beside the controller. Both hand back the same
+// `netns:NAME` hosts share agent processes (up to eight namespaces each)
+// that enter a host's namespace per request, `local` runs one beside the
+// controller. Both hand back the same
 // agent.Client, which the SSH transport will give too.
 package transport
 

@@ -13,10 +13,11 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// Namespaces serves every network namespace a controller checks from one
-// agent process (`lvsdoctor agent --netns`). A Go process costs about
-// 13 ms of CPU to start; fifty real servers in namespaces, each with its
-// own agent, spent more on starting agents than on probing.
+// Namespaces serves several network namespaces from one agent process
+// (`lvsdoctor agent --netns`; the controller decides how many, see
+// transport.hostsPerAgent). A Go process costs about 13 ms of CPU to
+// start; fifty real servers in namespaces, each with its own agent, spent
+// more on starting agents than on probing.
 //
 // Each request runs on an OS thread switched into its namespace
 // (nsthread.Run), which is what a per-host agent gave for free: the

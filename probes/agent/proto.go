@@ -53,8 +53,8 @@ type Hello struct {
 	Hostname string `json:"hostname"`
 	// NetNS identifies the network namespace the agent serves (the inode
 	// of /proc/thread-self/ns/net where it runs the host's requests), so
-	// a controller can tell two hosts that are
-	// really one apart from two that differ.
+	// a controller can tell two hosts that are really one apart from two
+	// that differ.
 	NetNS uint64 `json:"netns"`
 	// Missing lists capabilities the agent lacks (CAP_NET_ADMIN,
 	// CAP_NET_RAW): probes that need them will fail, and saying so up

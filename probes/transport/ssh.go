@@ -3,18 +3,12 @@ package transport
 import (
 	"bufio"
 	"bytes"
-	"cmp"
-	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -410,6 +404,10 @@ var goarch = map[string]string{"x86_64": "amd64", "aarch64": "arm64", "armv7l": 
 // names them) this lvsdoctor runs on; tests change it.
 var archPattern = unamePattern
 
+// hostZstd is the command that unpacks zstd on a host; tests name one
+// that no host has, to upload with gzip.
+var hostZstd = "zstd"
+
 func unamePattern() string {
 	var m []string
 	for u, g := range goarch {
@@ -426,31 +424,34 @@ func unamePattern() string {
 
 // setupScript is the one session that sets up and then runs the agent.
 // It reports what the controller must know (architecture, uid, a cached
-// copy, a private directory); where a copy is needed it waits on stdin
-// for "upload N", reads exactly N bytes of gzip from the same stdin into
-// a file, unpacks and hashes it, and publishes the copy only if its hash
-// is @HASH@; then it says "@exec" and execs the agent (through sudo -n
-// when the login is not root) on that stdin and stdout.
+// copy, a private directory, whether zstd is there); where a copy is
+// needed it waits on stdin for "upload EXT SIZE HASH" and the chunks of
+// the compressed agent (upload.go), acknowledging each with "@got";
+// checks the compressed bytes' hash against HASH before it unpacks
+// anything, and publishes the copy only once it has unpacked whole; then
+// it says "@exec" and execs the agent (through sudo -n when the login is
+// not root) on that stdin and stdout.
 //
 // Every session costs sshd a fork and a shell, every wait a round trip
 // and every process a fork and exec: one session per host, no question
 // the script can answer itself, and no process at all before the agent's
 // when a copy is cached (architecture and uid come from /proc, a cached
-// copy is known by its hash-named path, published only once its hash
-// matched) is what keeps a check over SSH close to one over netns.
-// Whether sudo -n and the agent run is learnt from the agent's first
-// answer, or from what sudo or the shell said instead.
+// copy is known by its hash-named path, published only once it unpacked)
+// is what keeps a check over SSH close to one over netns. Whether sudo -n
+// and the agent run is learnt from the agent's first answer, or from what
+// sudo or the shell said instead.
 //
-// The upload lands in a file before gzip reads it, and is read in one
-// block where dd can (GNU's iflag=fullblock; else head -c, 8 KiB a read):
-// sshd then hands it over as fast as it arrives, instead of holding up to
-// a window (2 MiB) of it for a slower reader and moving that buffer around
-// for every packet it adds (sshd's CPU for an upload: 1.7 times as much
-// behind gzip, 1.4 times as much behind head -c). openssl hashes several
-// times faster than coreutils' sha256sum; either will do. `read` takes
-// one byte at a time from a pipe, dd and head stop at N bytes, and the
-// controller sends nothing meant for the agent before "@exec", so nothing
-// meant for the agent is swallowed by the setup.
+// The upload lands in a file before it is unpacked, each chunk read in
+// one block where dd can (GNU's iflag=fullblock; else head -c, 8 KiB a
+// read), which lets sshd hand it over as fast as it arrives (sshd's CPU
+// for an upload: 1.7 times as much behind gzip reading the pipe, 1.4
+// times as much behind head -c). openssl hashes several times faster than
+// coreutils' sha256sum; either will do. The unpacker's own checksum
+// (zstd's, gzip's CRC) catches what the hash cannot: a copy that was
+// damaged before it was sent (the controller checks its cached copy as
+// well). `read` takes one byte at a time from a pipe, dd and head stop at
+// N bytes, and the controller sends nothing meant for the agent before
+// "@exec", so nothing meant for the agent is swallowed by the setup.
 const setupScript = `umask 077
 S=; D=; A=; U=; M=@MODE@; P=@PATH@
 [ -r /proc/sys/kernel/arch ] && read -r A < /proc/sys/kernel/arch
@@ -466,24 +467,29 @@ keep) if [ -x "$P" ] && [ -s "$P" ]; then M=given; echo "@cache hit"; fi ;;
 temp) D=$(mktemp -d /tmp/lvsdoctor.XXXXXXXX) || { echo "@dir fail"; exit 0; }; P=$D/lvsdoctor; echo "@dir $D" ;;
 esac
 if [ $M != given ]; then
+  command -v @ZSTD@ >/dev/null 2>&1 && echo "@zstd"
   echo "@wait"
-  read -r cmd n && [ "$cmd" = upload ] || quit
+  read -r cmd f size H && [ "$cmd" = upload ] || quit
+  case $f in zst) un() { @ZSTD@ -dcq; } ;; gz) un() { gzip -dc; } ;; *) quit ;; esac
   mkdir -p -m 700 "${P%/*}" && t=$(mktemp "$P.part.XXXXXX") || { echo "@upload fail: cannot create ${P%/*}"; quit; }
+  fail() { rm -f "$t" "$t.z"; echo "@upload fail$1"; quit; }
   if dd if=/dev/null of=/dev/null iflag=fullblock status=none 2>/dev/null; then
-    rd() { dd bs="$n" count=1 iflag=fullblock status=none; }
+    rd() { dd bs="$1" count=1 iflag=fullblock status=none; }
   else
-    rd() { head -c "$n"; }
+    rd() { head -c "$1"; }
   fi
-  if rd > "$t.gz" && gzip -dc < "$t.gz" > "$t"; then
-    rm -f "$t.gz"
-    h=; command -v openssl >/dev/null 2>&1 && h=$(openssl dgst -sha256 -r < "$t" 2>/dev/null) && h=${h%% *}
-    case $h in *[!0-9a-f]*) h= ;; esac
-    [ ${#h} = 64 ] || { h=$(sha256sum < "$t") && h=${h%% *}; }
-    echo "@hash $h"
-    [ "$h" = @HASH@ ] && chmod 700 "$t" && mv -f "$t" "$P" || { rm -f "$t"; echo "@upload fail: hash $h"; quit; }
-  else
-    rm -f "$t" "$t.gz"; echo "@upload fail"; quit
-  fi
+  : > "$t.z" || fail ": cannot write ${P%/*}"
+  while read -r n && [ "$n" != 0 ]; do
+    rd "$n" >> "$t.z" || fail ": cannot write ${P%/*}"
+    echo "@got"
+  done
+  h=; command -v openssl >/dev/null 2>&1 && h=$(openssl dgst -sha256 -r < "$t.z" 2>/dev/null) && h=${h%% *}
+  case $h in *[!0-9a-f]*) h= ;; esac
+  [ ${#h} = 64 ] || { h=$(sha256sum < "$t.z") && h=${h%% *}; }
+  echo "@hash $h"
+  [ "$h" = "$H" ] || fail ": hash $h"
+  un < "$t.z" > "$t" && chmod 700 "$t" && mv -f "$t" "$P" || fail
+  rm -f "$t.z"
 fi
 echo "@exec"
 if [ -n "$D" ]; then $S "$P" agent; rc=$?; rm -rf "$D"; exit $rc; fi
@@ -528,23 +534,31 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (*agent.Client,
 	stderr := &tailBuffer{max: 4096}
 	s.Stderr = stderr
 	script := strings.NewReplacer("@MODE@", mode, "@PATH@", path, "@ARCH@", archPattern(),
-		"@HASH@", cmp.Or(p.hash, "none")).Replace(setupScript)
+		"@ZSTD@", hostZstd).Replace(setupScript)
 	if err := s.Start(script); err != nil {
 		return nil, agent.Hello{}, err
 	}
 	sc.nudge.stop()
 	out := bufio.NewReader(stdout)
 	// One reader takes the script's "@key value" lines, up to "@exec"
-	// (or the end): what follows is the agent's.
+	// (or the end): what follows is the agent's. The acknowledgements of
+	// the upload's chunks go to the upload.
 	lines := make(chan string)
+	acks := make(chan struct{}, 64)
 	var readErr error // set before lines closes
 	stopReading := make(chan struct{})
 	defer close(stopReading)
 	go func() {
 		defer close(lines)
+		defer close(acks)
 		for {
 			l, err := out.ReadString('\n')
-			if l = strings.TrimSpace(l); strings.HasPrefix(l, "@") {
+			if l = strings.TrimSpace(l); l == "@got" {
+				select {
+				case acks <- struct{}{}:
+				default: // more than were sent: the script is not ours
+				}
+			} else if strings.HasPrefix(l, "@") {
 				select {
 				case lines <- l:
 				case <-stopReading:
@@ -564,20 +578,20 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (*agent.Client,
 	// The upload, once started: while it is being written, the host may
 	// take as long as that (bounded on its own) before its next line.
 	var (
-		gz           *gzAgent
+		pk           *packed
 		uploading    chan error
 		upErr        error
 		stopDeadline = func() bool { return false }
 	)
 	upload := func() error {
 		var err error
-		if gz, err = p.gz(); err != nil {
+		if pk, err = p.pack(packingFor(got)); err != nil {
 			return fmt.Errorf("compressing the agent: %w", err)
 		}
 		uploading = make(chan error, 2)
-		go func() { uploading <- gz.writeTo(stdin) }()
+		go func() { uploading <- pk.send(stdin, acks) }()
 		deadline := time.AfterFunc(4*sc.timeout, func() {
-			uploading <- fmt.Errorf("uploading the agent (%d bytes) did not finish within %s", gz.size, 4*sc.timeout)
+			uploading <- fmt.Errorf("uploading the agent (%d bytes) did not finish within %s", pk.size, 4*sc.timeout)
 		})
 		stopDeadline = deadline.Stop
 		return nil
@@ -633,13 +647,6 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (*agent.Client,
 			}
 		}
 	}
-	if mode == "temp" {
-		// A private directory always needs the upload: it goes along
-		// with the script rather than after its first answers.
-		if err := upload(); err != nil {
-			return nil, agent.Hello{}, err
-		}
-	}
 	k, err := answer()
 	switch {
 	case err != nil:
@@ -655,7 +662,7 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (*agent.Client,
 		sc.dir = "$HOME/.cache/lvsdoctor"
 	}
 	if k == "wait" {
-		if uploading == nil && gz == nil {
+		if uploading == nil && pk == nil {
 			if err := upload(); err != nil {
 				return nil, agent.Hello{}, err
 			}
@@ -667,20 +674,19 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (*agent.Client,
 			return nil, agent.Hello{}, fmt.Errorf("uploading the agent: %w", err)
 		}
 	}
-	if gz != nil {
+	if pk != nil {
 		switch {
-		case got["hash"] != "" && got["hash"] != p.hash:
-			gz.drop()
+		case got["hash"] != "" && got["hash"] != pk.hash:
 			return nil, agent.Hello{}, fmt.Errorf("the uploaded agent's hash does not match (%s)", got["hash"])
 		case k == "upload":
 			why := strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(got["upload"], "fail"), ":"))
 			if !strings.HasPrefix(why, "cannot create") {
-				// What did not unpack or hash right may be a damaged
-				// cached copy: the next run compresses afresh.
-				gz.drop()
+				// What did not unpack may be a damaged cached copy:
+				// the next run compresses afresh.
+				pk.drop()
 			}
 			return nil, agent.Hello{}, fmt.Errorf("uploading the agent failed: %s", strings.TrimSpace(why+" "+sshdNoticesOut(stderr.String())))
-		case k != "exec" || got["hash"] != p.hash:
+		case k != "exec" || got["hash"] != pk.hash:
 			return nil, agent.Hello{}, fmt.Errorf("uploading the agent: unexpected answer to the setup commands: %q", got)
 		}
 	}
@@ -777,243 +783,6 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.b)
-}
-
-// payload is this lvsdoctor, hashed once per run, however many hosts it
-// goes to. The binary itself is never held in memory, which keeps the
-// controller in its budget.
-type payload struct {
-	path string
-	hash string
-	size int64
-}
-
-var (
-	payloadOnce sync.Once
-	payloadVal  payload
-	payloadErr  error
-	gzOnce      sync.Once
-	gzVal       *gzAgent
-	gzErr       error
-)
-
-func loadPayload() (payload, error) {
-	payloadOnce.Do(func() {
-		bin, err := AgentBinary()
-		if err != nil {
-			payloadErr = err
-			return
-		}
-		f, err := os.Open(bin)
-		if err != nil {
-			payloadErr = err
-			return
-		}
-		defer f.Close()
-		h := sha256.New()
-		n, err := io.Copy(h, f)
-		if err != nil {
-			payloadErr = err
-			return
-		}
-		payloadVal = payload{path: bin, hash: hex.EncodeToString(h.Sum(nil)), size: n}
-	})
-	return payloadVal, payloadErr
-}
-
-// prepareUpload hashes the payload and, where a host will most likely
-// need a copy, gets it compressed: always without --keep-agent, and with
-// it when this binary has not been compressed before (a new build, which
-// no host has cached yet either). A copy compressed earlier is only
-// opened when a host asks for it.
-func prepareUpload(keep bool) {
-	p, err := loadPayload()
-	if err != nil {
-		return
-	}
-	if keep {
-		if _, ok := p.cached(); ok {
-			return
-		}
-	}
-	p.gz()
-}
-
-// gzAgent is the payload compressed, as gzip: a file in the controller's
-// cache, held open (another build's run may remove it meanwhile), or
-// bytes in memory where there is no cache to write.
-type gzAgent struct {
-	file string
-	f    *os.File
-	data []byte
-	size int64
-}
-
-// The compression of a copy that is cached, made once per build and then
-// uploaded to every host of every run: level 4 makes it 8% smaller than
-// the fastest (6.4 MB instead of 7.0, which the hosts also unpack 7%
-// faster) in half a second instead of 0.3; the default level saves 2% more
-// for a whole second. Without a cache to keep it in, the fastest.
-const (
-	gzCachedLevel = 4
-	gzMemoryLevel = gzip.BestSpeed
-)
-
-// cacheFile is where the compressed payload is kept between runs
-// (~/.cache/lvsdoctor/agent-HASH.gz), "" without a cache directory.
-func (p payload) cacheFile() string {
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(dir, "lvsdoctor", "agent-"+p.hash+".gz")
-}
-
-// cached is the compressed copy an earlier run left, if it is whole: a
-// gzip header, and a trailer that gives the payload's size.
-func (p payload) cached() (string, bool) {
-	file := p.cacheFile()
-	if file == "" {
-		return "", false
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return file, false
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	var head [2]byte
-	var tail [4]byte
-	if err != nil || st.Size() < 20 || !st.Mode().IsRegular() {
-		return file, false
-	}
-	if _, err := f.ReadAt(head[:], 0); err != nil || head != [2]byte{0x1f, 0x8b} {
-		return file, false
-	}
-	if _, err := f.ReadAt(tail[:], st.Size()-4); err != nil || binary.LittleEndian.Uint32(tail[:]) != uint32(p.size) {
-		return file, false
-	}
-	return file, true
-}
-
-// gz is the payload compressed, the same every time it is asked: the
-// cached copy when there is one, else compressed now (straight into the
-// cache, with the copies of other builds removed).
-func (p payload) gz() (*gzAgent, error) {
-	gzOnce.Do(func() {
-		file, ok := p.cached()
-		if ok {
-			if g, err := openGz(file); err == nil {
-				gzVal = g
-				return
-			}
-		}
-		if file != "" {
-			if g, err := p.compressTo(file); err == nil {
-				gzVal = g
-				return
-			}
-		}
-		var z bytes.Buffer
-		if gzErr = p.compress(&z, gzMemoryLevel); gzErr == nil {
-			gzVal = &gzAgent{data: z.Bytes(), size: int64(z.Len())}
-		}
-	})
-	return gzVal, gzErr
-}
-
-func (p payload) compress(w io.Writer, level int) error {
-	f, err := os.Open(p.path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zw, _ := gzip.NewWriterLevel(w, level)
-	if _, err := io.Copy(zw, f); err != nil {
-		return err
-	}
-	return zw.Close()
-}
-
-// compressTo compresses the payload into the cache file (private to the
-// user, written under another name and renamed when complete) and
-// removes the compressed copies of other builds.
-func (p payload) compressTo(file string) (*gzAgent, error) {
-	dir := filepath.Dir(file)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	tmp, err := os.CreateTemp(dir, ".agent-*.gz.part")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 256<<10)
-	err = p.compress(bw, gzCachedLevel)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return nil, err
-	}
-	old, _ := filepath.Glob(filepath.Join(dir, "agent-*.gz"))
-	for _, o := range old {
-		if o != file {
-			os.Remove(o)
-		}
-	}
-	// And what a run that was killed while compressing left.
-	parts, _ := filepath.Glob(filepath.Join(dir, ".agent-*.gz.part"))
-	for _, o := range parts {
-		if st, err := os.Stat(o); err == nil && time.Since(st.ModTime()) > time.Hour {
-			os.Remove(o)
-		}
-	}
-	return openGz(file)
-}
-
-func openGz(file string) (*gzAgent, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &gzAgent{file: file, f: f, size: st.Size()}, nil
-}
-
-// writeTo sends the setup script "upload N" and the N bytes.
-func (g *gzAgent) writeTo(w io.Writer) error {
-	if _, err := fmt.Fprintf(w, "upload %d\n", g.size); err != nil {
-		return fmt.Errorf("uploading the agent: %w", err)
-	}
-	var err error
-	if g.f == nil {
-		_, err = w.Write(g.data)
-	} else {
-		_, err = io.Copy(w, io.NewSectionReader(g.f, 0, g.size))
-	}
-	if err != nil {
-		return fmt.Errorf("uploading the agent: %w", err)
-	}
-	return nil
-}
-
-// drop forgets a cached copy that a host could not unpack or whose hash
-// did not match, so that the next run compresses the binary again.
-func (g *gzAgent) drop() {
-	if g.file != "" {
-		os.Remove(g.file)
-	}
 }
 
 // close ends the agent (EOF on its stdin), removes what was uploaded

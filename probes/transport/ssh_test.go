@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -341,15 +339,26 @@ func TestSSHKeepAgentShared(t *testing.T) {
 }
 
 // resetUpload forgets the compressed agent, as a new process would.
-func resetUpload() {
-	gzOnce = sync.Once{}
-	gzVal, gzErr = nil, nil
-}
+func resetUpload() { resetPacks() }
 
 // TestSSHAgentCache: the compressed agent is kept in the user's cache
-// directory and reused; a damaged copy is never uploaded twice.
+// directory and reused; a damaged copy is never uploaded twice. Hosts
+// with zstd get it as zstd, the others as gzip.
 func TestSSHAgentCache(t *testing.T) {
 	s := startSSHD(t)
+	testenv.RequireCommand(t, "zstd", "gzip")
+	for _, k := range []*packing{packZstd, packGzip} {
+		t.Run(k.ext, func(t *testing.T) {
+			if k == packGzip {
+				hostZstd = "lvsdoctor-no-such-zstd"
+				t.Cleanup(func() { hostZstd = "zstd" })
+			}
+			testAgentCache(t, s, k)
+		})
+	}
+}
+
+func testAgentCache(t *testing.T, s *sshd, k *packing) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	resetUpload()
 	t.Cleanup(resetUpload)
@@ -370,12 +379,12 @@ func TestSSHAgentCache(t *testing.T) {
 	if err := dial(); err != nil {
 		t.Fatal(err)
 	}
-	file := p.cacheFile()
-	if _, ok := p.cached(); !ok {
+	file := p.cacheFile(k)
+	if _, ok := p.cached(k); !ok {
 		t.Fatalf("no compressed agent in %s", file)
 	}
 	b, _ := os.ReadFile(file)
-	zr, err := gzip.NewReader(bytes.NewReader(b))
+	zr, err := k.reader(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,21 +396,35 @@ func TestSSHAgentCache(t *testing.T) {
 		t.Errorf("%s is %v, want 0700", filepath.Dir(file), st.Mode().Perm())
 	}
 
-	// Damaged in the middle (header and trailer intact): the host's gzip
-	// refuses it, the run says so, and the copy is gone for the next one.
+	// Damaged in the middle: the controller does not send it, and makes
+	// a new one.
 	bad := append([]byte(nil), b...)
 	for i := len(bad) / 2; i < len(bad)/2+4096; i++ {
 		bad[i] ^= 0x5a
 	}
 	os.WriteFile(file, bad, 0o600)
 	resetUpload()
-	if err := dial(); err == nil || !strings.Contains(err.Error(), "uploading the agent failed") {
-		t.Fatalf("a damaged copy: %v, want the upload to fail", err)
+	if _, ok := p.cached(k); ok {
+		t.Fatalf("a damaged copy passed the check")
+	}
+	if err := dial(); err != nil {
+		t.Fatalf("after a damaged copy: %v", err)
+	}
+	if got, _ := os.ReadFile(file); !bytes.Equal(got, b) {
+		t.Errorf("the damaged copy was not replaced")
+	}
+
+	// Damaged after the controller checked it (or on the way): the host
+	// refuses it, the run says so, and the copy is gone for the next one.
+	resetUpload()
+	if _, err := p.pack(k); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(file, bad, 0o600) // the same file as the open copy
+	if err := dial(); err == nil || !strings.Contains(err.Error(), "hash does not match") {
+		t.Fatalf("a copy damaged after its check: %v, want the hash refused", err)
 	} else {
 		t.Logf("%v", err)
-	}
-	if _, err := os.Stat(file); err == nil {
-		t.Errorf("the damaged copy is still in the cache")
 	}
 	resetUpload()
 	if err := dial(); err != nil {
@@ -414,11 +437,11 @@ func TestSSHAgentCache(t *testing.T) {
 	if err := dial(); err != nil {
 		t.Fatalf("after a truncated copy: %v", err)
 	}
-	if _, ok := p.cached(); !ok {
+	if _, ok := p.cached(k); !ok {
 		t.Errorf("the truncated copy was not replaced")
 	}
 	// Another build's copy goes when this one is written.
-	other := filepath.Join(filepath.Dir(file), "agent-"+strings.Repeat("0", 64)+".gz")
+	other := filepath.Join(filepath.Dir(file), "agent-"+strings.Repeat("0", 64)+"."+k.ext)
 	os.WriteFile(other, b, 0o600)
 	os.Remove(file)
 	resetUpload()

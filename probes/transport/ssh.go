@@ -448,8 +448,8 @@ func unamePattern() string {
 // times as much behind head -c). openssl hashes several times faster than
 // coreutils' sha256sum; either will do. The unpacker's own checksum
 // (zstd's, gzip's CRC) catches what the hash cannot: a copy that was
-// damaged before it was sent (the controller checks its cached copy as
-// well). `read` takes one byte at a time from a pipe, dd and head stop at
+// damaged before it was compressed (the controller checks that its cached
+// copy still hashes to what it did when it was written). `read` takes one byte at a time from a pipe, dd and head stop at
 // N bytes, and the controller sends nothing meant for the agent before
 // "@exec", so nothing meant for the agent is swallowed by the setup.
 const setupScript = `umask 077

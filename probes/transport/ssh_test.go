@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/lvsdoctor/lvsdoctor/probes/agent"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 	"github.com/lvsdoctor/lvsdoctor/probes/testenv"
@@ -379,12 +381,13 @@ func testAgentCache(t *testing.T, s *sshd, k *packing) {
 	if err := dial(); err != nil {
 		t.Fatal(err)
 	}
-	file := p.cacheFile(k)
-	if _, ok := p.cached(k); !ok {
-		t.Fatalf("no compressed agent in %s", file)
+	c, ok := p.cached(k)
+	if !ok {
+		t.Fatalf("no compressed agent in %s", cacheDir())
 	}
+	file := c.file
 	b, _ := os.ReadFile(file)
-	zr, err := k.reader(bytes.NewReader(b))
+	zr, err := unpack(k, bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +418,8 @@ func testAgentCache(t *testing.T, s *sshd, k *packing) {
 	}
 
 	// Damaged after the controller checked it (or on the way): the host
-	// refuses it, the run says so, and the copy is gone for the next one.
+	// refuses it by its hash, the run says so, and the next run makes a
+	// new one.
 	resetUpload()
 	if _, err := p.pack(k); err != nil {
 		t.Fatal(err)
@@ -429,6 +433,27 @@ func testAgentCache(t *testing.T, s *sshd, k *packing) {
 	resetUpload()
 	if err := dial(); err != nil {
 		t.Fatalf("after a damaged copy: %v", err)
+	}
+
+	// Bytes that hash to what the name says but do not unpack: the host's
+	// unpacker refuses them, the run says so, and the copy is gone for
+	// the next one.
+	zh := sha256.Sum256(bad)
+	odd := filepath.Join(filepath.Dir(file), p.cacheName(k, hex.EncodeToString(zh[:])))
+	os.Remove(file)
+	os.WriteFile(odd, bad, 0o600)
+	resetUpload()
+	if err := dial(); err == nil || !strings.Contains(err.Error(), "uploading the agent failed") {
+		t.Fatalf("a copy that does not unpack: %v, want the upload to fail", err)
+	} else {
+		t.Logf("%v", err)
+	}
+	if _, err := os.Stat(odd); err == nil {
+		t.Errorf("the copy that did not unpack is still in the cache")
+	}
+	resetUpload()
+	if err := dial(); err != nil {
+		t.Fatalf("after a copy that did not unpack: %v", err)
 	}
 
 	// Truncated: not taken for a copy at all.
@@ -451,6 +476,18 @@ func testAgentCache(t *testing.T, s *sshd, k *packing) {
 	if _, err := os.Stat(other); err == nil {
 		t.Errorf("another build's copy was left in the cache")
 	}
+}
+
+// unpack reads what k compressed.
+func unpack(k *packing, r io.Reader) (io.Reader, error) {
+	if k == packGzip {
+		return gzip.NewReader(r)
+	}
+	zr, err := zstd.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	return zr.IOReadCloser(), nil
 }
 
 // TestSSHOtherArch: a host of another architecture is told so, promptly,

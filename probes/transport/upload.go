@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,8 +68,6 @@ type packing struct {
 	// kept for every run of this build (worth more effort than one kept
 	// in memory for this run only).
 	compress func(w io.Writer, r io.Reader, cached bool) error
-	// reader unpacks, to check a cached copy.
-	reader func(r io.Reader) (io.ReadCloser, error)
 }
 
 var (
@@ -88,13 +87,6 @@ var (
 			}
 			return zw.Close()
 		},
-		reader: func(r io.Reader) (io.ReadCloser, error) {
-			zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-			if err != nil {
-				return nil, err
-			}
-			return zr.IOReadCloser(), nil
-		},
 	}
 	packGzip = &packing{ext: "gz",
 		compress: func(w io.Writer, r io.Reader, cached bool) error {
@@ -110,7 +102,6 @@ var (
 			}
 			return zw.Close()
 		},
-		reader: func(r io.Reader) (io.ReadCloser, error) { return gzip.NewReader(r) },
 	}
 )
 
@@ -153,67 +144,64 @@ func resetPacks() {
 	packsMu.Unlock()
 }
 
-// cacheFile is where the payload compressed with k is kept between runs
-// (~/.cache/lvsdoctor/agent-HASH.zst), "" without a cache directory.
-func (p payload) cacheFile(k *packing) string {
+// cacheDir is where compressed copies are kept between runs
+// (~/.cache/lvsdoctor), "" without a cache directory.
+func cacheDir() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(dir, "lvsdoctor", "agent-"+p.hash+"."+k.ext)
+	return filepath.Join(dir, "lvsdoctor")
 }
 
-// cached opens the copy an earlier run left if it unpacks to this very
-// binary. Hosts check the compressed bytes by hash and their unpacker
-// checks its own checksum, so it is here that a copy damaged, cut short
-// or replaced in the cache is caught (35 ms for zstd, once per run that
-// uploads).
+// cacheName is the file that keeps the payload compressed with k, whose
+// compressed bytes hash to zhash: agent-HASH-ZHASH.zst.
+func (p payload) cacheName(k *packing, zhash string) string {
+	return "agent-" + p.hash + "-" + zhash + "." + k.ext
+}
+
+// cacheFiles are the copies of this build compressed with k (one, or none).
+func (p payload) cacheFiles(k *packing) []string {
+	dir := cacheDir()
+	if dir == "" {
+		return nil
+	}
+	m, _ := filepath.Glob(filepath.Join(dir, "agent-"+p.hash+"-*."+k.ext))
+	return m
+}
+
+// cached opens the copy an earlier run left if its bytes still hash to
+// what its name says, which was their hash when this build compressed
+// them: a copy damaged or cut short since is compressed again. (Hashing
+// 6.5 MB takes 5 ms; unpacking it to compare with the binary took 85 on
+// the critical path of every run that uploads.) The name is no defence
+// against whoever can write the user's cache, who could as well change
+// what runs in the user's place; the directory is the user's alone.
 func (p payload) cached(k *packing) (*packed, bool) {
-	file := p.cacheFile(k)
-	if file == "" {
-		return nil, false
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, false
-	}
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		f.Close()
-		return nil, false
-	}
-	zh, bh := sha256.New(), sha256.New()
-	zr, err := k.reader(bufio.NewReaderSize(io.TeeReader(f, zh), 256<<10))
-	if err == nil {
-		var n int64
-		n, err = io.Copy(bh, zr)
-		zr.Close()
-		if err == nil && (n != p.size || hex.EncodeToString(bh.Sum(nil)) != p.hash) {
-			err = errors.New("not this build")
+	for _, file := range p.cacheFiles(k) {
+		zhash := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(file), "agent-"+p.hash+"-"), "."+k.ext)
+		f, err := os.Open(file)
+		if err != nil {
+			continue
 		}
-		if err == nil {
-			// What the unpacker left unread (nothing, for a whole copy).
-			_, err = io.Copy(zh, f)
+		st, err := f.Stat()
+		h := sha256.New()
+		if err == nil && st.Mode().IsRegular() {
+			_, err = io.Copy(h, f)
 		}
+		if err != nil || !st.Mode().IsRegular() || hex.EncodeToString(h.Sum(nil)) != zhash {
+			f.Close()
+			continue
+		}
+		return &packed{packing: k, file: file, f: f, size: st.Size(), hash: zhash}, true
 	}
-	if err != nil {
-		f.Close()
-		return nil, false
-	}
-	return &packed{packing: k, file: file, f: f, size: st.Size(), hash: hex.EncodeToString(zh.Sum(nil))}, true
+	return nil, false
 }
 
 // hasCache says whether a copy compressed with k is in the cache, without
 // checking it: enough to leave the compression to the first host that
 // asks.
-func (p payload) hasCache(k *packing) bool {
-	file := p.cacheFile(k)
-	if file == "" {
-		return false
-	}
-	_, err := os.Stat(file)
-	return err == nil
-}
+func (p payload) hasCache(k *packing) bool { return len(p.cacheFiles(k)) > 0 }
 
 // pack is the payload compressed with k, the same every time it is
 // asked: the cached copy when there is a good one, else compressed now
@@ -231,8 +219,8 @@ func (p payload) pack(k *packing) (*packed, error) {
 			o.val = c
 			return
 		}
-		if file := p.cacheFile(k); file != "" {
-			if c, err := p.compressTo(k, file); err == nil {
+		if dir := cacheDir(); dir != "" {
+			if c, err := p.compressTo(k, dir); err == nil {
 				o.val = c
 				return
 			}
@@ -255,11 +243,11 @@ func (p payload) compress(k *packing, w io.Writer, cached bool) error {
 	return k.compress(w, f, cached)
 }
 
-// compressTo compresses the payload into the cache file (private to the
-// user, written under another name and renamed when complete) and
-// removes the compressed copies of other builds.
-func (p payload) compressTo(k *packing, file string) (*packed, error) {
-	dir := filepath.Dir(file)
+// compressTo compresses the payload into the cache directory (private
+// to the user, written under another name and renamed when complete) and
+// removes the other copies compressed with k: other builds', and this
+// one's that did not hash right.
+func (p payload) compressTo(k *packing, dir string) (*packed, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -280,6 +268,8 @@ func (p payload) compressTo(k *packing, file string) (*packed, error) {
 	if err != nil {
 		return nil, err
 	}
+	zhash := hex.EncodeToString(h.Sum(nil))
+	file := filepath.Join(dir, p.cacheName(k, zhash))
 	if err := os.Rename(tmp.Name(), file); err != nil {
 		return nil, err
 	}
@@ -305,7 +295,7 @@ func (p payload) compressTo(k *packing, file string) (*packed, error) {
 		f.Close()
 		return nil, err
 	}
-	return &packed{packing: k, file: file, f: f, size: st.Size(), hash: hex.EncodeToString(h.Sum(nil))}, nil
+	return &packed{packing: k, file: file, f: f, size: st.Size(), hash: zhash}, nil
 }
 
 // prepareUpload hashes the payload and, where a host will most likely

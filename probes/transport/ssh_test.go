@@ -468,13 +468,17 @@ func testAgentCache(t *testing.T, s *sshd, k *packing) {
 	// Another build's copy goes when this one is written.
 	other := filepath.Join(filepath.Dir(file), "agent-"+strings.Repeat("0", 64)+"."+k.ext)
 	os.WriteFile(other, b, 0o600)
+	otherFormat := filepath.Join(filepath.Dir(file), "agent-"+strings.Repeat("1", 64)+"-"+strings.Repeat("2", 64)+".xz")
+	os.WriteFile(otherFormat, b, 0o600)
 	os.Remove(file)
 	resetUpload()
 	if err := dial(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(other); err == nil {
-		t.Errorf("another build's copy was left in the cache")
+	for _, o := range []string{other, otherFormat} {
+		if _, err := os.Stat(o); err == nil {
+			t.Errorf("another build's copy was left in the cache: %s", filepath.Base(o))
+		}
 	}
 }
 

@@ -245,8 +245,7 @@ func (p payload) compress(k *packing, w io.Writer, cached bool) error {
 
 // compressTo compresses the payload into the cache directory (private
 // to the user, written under another name and renamed when complete) and
-// removes the other copies compressed with k: other builds', and this
-// one's that did not hash right.
+// removes other builds' copies, and this one's that did not hash right.
 func (p payload) compressTo(k *packing, dir string) (*packed, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -273,9 +272,12 @@ func (p payload) compressTo(k *packing, dir string) (*packed, error) {
 	if err := os.Rename(tmp.Name(), file); err != nil {
 		return nil, err
 	}
-	old, _ := filepath.Glob(filepath.Join(dir, "agent-*."+k.ext))
+	// Other builds' copies, however compressed (and named: agent-HASH.gz
+	// before), and this build's others compressed with k.
+	old, _ := filepath.Glob(filepath.Join(dir, "agent-*"))
 	for _, o := range old {
-		if o != file {
+		base := filepath.Base(o)
+		if o != file && (!strings.HasPrefix(base, "agent-"+p.hash+"-") || strings.HasSuffix(base, "."+k.ext)) {
 			os.Remove(o)
 		}
 	}

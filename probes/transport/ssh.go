@@ -588,12 +588,21 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (*agent.Client,
 		if pk, err = p.pack(packingFor(got)); err != nil {
 			return fmt.Errorf("compressing the agent: %w", err)
 		}
+		// Bounded by its progress, not its length: a slow link still
+		// gets the agent across, a host (or hop) that takes nothing for
+		// the timeout stops the upload.
 		uploading = make(chan error, 2)
-		go func() { uploading <- pk.send(stdin, acks) }()
-		deadline := time.AfterFunc(4*sc.timeout, func() {
-			uploading <- fmt.Errorf("uploading the agent (%d bytes) did not finish within %s", pk.size, 4*sc.timeout)
+		var sent atomic.Int64
+		stall := time.AfterFunc(sc.timeout, func() {
+			uploading <- fmt.Errorf("uploading the agent: the host took no part of it for %s (%d of %d bytes stored)", sc.timeout, sent.Load(), pk.size)
 		})
-		stopDeadline = deadline.Stop
+		go func() {
+			uploading <- pk.send(stdin, acks, func(n int64) {
+				sent.Store(n)
+				stall.Reset(sc.timeout)
+			})
+		}()
+		stopDeadline = stall.Stop
 		return nil
 	}
 	// answer reads lines up to "@exec", "@wait" or a failure, each

@@ -331,8 +331,9 @@ const (
 
 // send gives the setup script the upload: "upload EXT SIZE HASH", then
 // "N" and N bytes per chunk, and "0". acks brings the script's "@got"
-// after each chunk it has stored, and ends when the script stops.
-func (k *packed) send(w io.Writer, acks <-chan struct{}) error {
+// after each chunk it has stored, and ends when the script stops;
+// progress hears how many bytes the host has stored.
+func (k *packed) send(w io.Writer, acks <-chan struct{}, progress func(stored int64)) error {
 	if _, err := fmt.Fprintf(w, "upload %s %d %s\n", k.packing.ext, k.size, k.hash); err != nil {
 		return fmt.Errorf("uploading the agent: %w", err)
 	}
@@ -341,13 +342,22 @@ func (k *packed) send(w io.Writer, acks <-chan struct{}) error {
 		r = io.NewSectionReader(k.f, 0, k.size)
 	}
 	buf := make([]byte, 0, uploadChunk+16)
-	pending := 0
+	var chunks []int64 // sent, not yet acknowledged
+	var stored int64
+	ack := func() error {
+		if _, ok := <-acks; !ok {
+			return errors.New("uploading the agent: the host stopped reading it")
+		}
+		stored += chunks[0]
+		chunks = chunks[1:]
+		progress(stored)
+		return nil
+	}
 	for left := k.size; left > 0; {
-		if pending == uploadInFlight {
-			if _, ok := <-acks; !ok {
-				return errors.New("uploading the agent: the host stopped reading it")
+		if len(chunks) == uploadInFlight {
+			if err := ack(); err != nil {
+				return err
 			}
-			pending--
 		}
 		n := min(left, uploadChunk)
 		buf = fmt.Appendf(buf[:0], "%d\n", n)
@@ -359,11 +369,18 @@ func (k *packed) send(w io.Writer, acks <-chan struct{}) error {
 		if _, err := w.Write(buf); err != nil {
 			return fmt.Errorf("uploading the agent: %w", err)
 		}
-		pending++
+		chunks = append(chunks, n)
 		left -= n
 	}
 	if _, err := io.WriteString(w, "0\n"); err != nil {
 		return fmt.Errorf("uploading the agent: %w", err)
+	}
+	// The last chunks are stored when the host says so: until then the
+	// upload is still in progress.
+	for len(chunks) > 0 {
+		if err := ack(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -1,0 +1,122 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSendChunks reads what send writes as the setup script does, and
+// acknowledges each chunk: the framing, at most uploadInFlight chunks
+// unacknowledged, the progress it reports, and the bytes themselves.
+func TestSendChunks(t *testing.T) {
+	data := bytes.Repeat([]byte("lvsdoctor\x00"), (5*uploadChunk/2)/10+1) // 2.5 chunks
+	k := &packed{packing: packZstd, data: data, size: int64(len(data)), hash: "abc"}
+	pr, pw := io.Pipe()
+	acks := make(chan struct{}, 64)
+	var progress []int64
+	done := make(chan error, 1)
+	go func() {
+		done <- k.send(pw, acks, func(n int64) { progress = append(progress, n) })
+		pw.Close()
+	}()
+	// The script's side, on its own goroutine: each chunk read whole.
+	type chunk struct {
+		b   []byte
+		err error
+	}
+	chunks := make(chan chunk)
+	go func() {
+		defer close(chunks)
+		r := bufio.NewReader(pr)
+		head, _ := r.ReadString('\n')
+		if want := fmt.Sprintf("upload zst %d abc\n", len(data)); head != want {
+			chunks <- chunk{err: fmt.Errorf("first line %q, want %q", head, want)}
+			return
+		}
+		for {
+			l, err := r.ReadString('\n')
+			var n int
+			if _, serr := fmt.Sscanf(l, "%d", &n); err != nil || serr != nil {
+				chunks <- chunk{err: fmt.Errorf("chunk line %q: %v %v", l, err, serr)}
+				return
+			}
+			if n == 0 {
+				return
+			}
+			b := make([]byte, n)
+			if _, err := io.ReadFull(r, b); err != nil {
+				chunks <- chunk{err: err}
+				return
+			}
+			chunks <- chunk{b: b}
+		}
+	}()
+	next := func(wait time.Duration) (chunk, bool) {
+		select {
+		case c, ok := <-chunks:
+			if c.err != nil {
+				t.Fatal(c.err)
+			}
+			return c, ok
+		case <-time.After(wait):
+			return chunk{}, false
+		}
+	}
+	var got []byte
+	for i := 0; i < uploadInFlight; i++ {
+		c, ok := next(5 * time.Second)
+		if !ok {
+			t.Fatalf("chunk %d did not come", i)
+		}
+		got = append(got, c.b...)
+	}
+	if _, ok := next(100 * time.Millisecond); ok {
+		t.Fatalf("a chunk came with %d unacknowledged", uploadInFlight)
+	}
+	for {
+		acks <- struct{}{}
+		c, ok := next(5 * time.Second)
+		if !ok {
+			break
+		}
+		got = append(got, c.b...)
+	}
+	for i := 1; i < uploadInFlight; i++ {
+		acks <- struct{}{}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("the host got %d bytes, not the %d sent", len(got), len(data))
+	}
+	want := []int64{uploadChunk, 2 * uploadChunk, int64(len(data))}
+	if fmt.Sprint(progress) != fmt.Sprint(want) {
+		t.Errorf("progress %v, want %v", progress, want)
+	}
+}
+
+// TestSendHostStops: a script that stops (acks closed) ends the upload
+// with an error, not a hang, whether it stops mid-way or before the last
+// chunk is acknowledged.
+func TestSendHostStops(t *testing.T) {
+	data := bytes.Repeat([]byte{1}, 3*uploadChunk)
+	k := &packed{packing: packGzip, data: data, size: int64(len(data)), hash: "abc"}
+	acks := make(chan struct{})
+	close(acks)
+	done := make(chan error, 1)
+	go func() { done <- k.send(io.Discard, acks, func(int64) {}) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "stopped reading") {
+			t.Fatalf("got %v, want the host named as having stopped", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("send hangs on a host that stopped")
+	}
+}

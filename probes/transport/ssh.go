@@ -449,9 +449,12 @@ func unamePattern() string {
 // coreutils' sha256sum; either will do. The unpacker's own checksum
 // (zstd's, gzip's CRC) catches what the hash cannot: a copy that was
 // damaged before it was compressed (the controller checks that its cached
-// copy still hashes to what it did when it was written). `read` takes one byte at a time from a pipe, dd and head stop at
-// N bytes, and the controller sends nothing meant for the agent before
-// "@exec", so nothing meant for the agent is swallowed by the setup.
+// copy still hashes to what it did when it was written). An upload cut
+// short (the controller gone: sshd hangs up, or the next write to it
+// fails) removes its partial files, also in ~/.cache. `read` takes one
+// byte at a time from a pipe, dd and head stop at N bytes, and the
+// controller sends nothing meant for the agent before "@exec", so nothing
+// meant for the agent is swallowed by the setup.
 const setupScript = `umask 077
 S=; D=; A=; U=; M=@MODE@; P=@PATH@
 [ -r /proc/sys/kernel/arch ] && read -r A < /proc/sys/kernel/arch
@@ -472,6 +475,7 @@ if [ $M != given ]; then
   read -r cmd f size H && [ "$cmd" = upload ] || quit
   case $f in zst) un() { @ZSTD@ -dcq; } ;; gz) un() { gzip -dc; } ;; *) quit ;; esac
   mkdir -p -m 700 "${P%/*}" && t=$(mktemp "$P.part.XXXXXX") || { echo "@upload fail: cannot create ${P%/*}"; quit; }
+  trap 'rm -f "$t" "$t.z"; quit' HUP INT TERM PIPE
   fail() { rm -f "$t" "$t.z"; echo "@upload fail$1"; quit; }
   if dd if=/dev/null of=/dev/null iflag=fullblock status=none 2>/dev/null; then
     rd() { dd bs="$1" count=1 iflag=fullblock status=none; }
@@ -490,6 +494,7 @@ if [ $M != given ]; then
   [ "$h" = "$H" ] || fail ": hash $h"
   un < "$t.z" > "$t" && chmod 700 "$t" && mv -f "$t" "$P" || fail
   rm -f "$t.z"
+  trap - HUP INT TERM PIPE
 fi
 echo "@exec"
 if [ -n "$D" ]; then $S "$P" agent; rc=$?; rm -rf "$D"; exit $rc; fi

@@ -297,24 +297,7 @@ func TestSSHErrors(t *testing.T) {
 // agent at once; every upload must succeed, and the next run reuses it.
 func TestSSHKeepAgentShared(t *testing.T) {
 	s := startSSHD(t)
-	home, err := os.UserHomeDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := filepath.Join(home, ".cache", "lvsdoctor")
-	_, statErr := os.Stat(cache)
-	before, _ := filepath.Glob(filepath.Join(cache, "lvsdoctor-*"))
-	t.Cleanup(func() {
-		now, _ := filepath.Glob(filepath.Join(cache, "*"))
-		for _, f := range now {
-			if !slices.Contains(before, f) {
-				os.Remove(f)
-			}
-		}
-		if statErr != nil {
-			os.Remove(cache)
-		}
-	})
+	cache := hostCache(t)
 	cfg := s.config(t, s.knownHosts)
 	for round := 0; round < 2; round++ {
 		errs := make(chan error, 4)
@@ -337,6 +320,78 @@ func TestSSHKeepAgentShared(t *testing.T) {
 	}
 	if parts, _ := filepath.Glob(filepath.Join(cache, "*.part*")); len(parts) > 0 {
 		t.Errorf("partial uploads left: %v", parts)
+	}
+}
+
+// hostCache is where the test sshd's login keeps agents (this machine's
+// ~/.cache/lvsdoctor); what the test adds there goes when it ends.
+func hostCache(t *testing.T) string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(home, ".cache", "lvsdoctor")
+	_, statErr := os.Stat(cache)
+	before, _ := filepath.Glob(filepath.Join(cache, "lvsdoctor-*"))
+	t.Cleanup(func() {
+		now, _ := filepath.Glob(filepath.Join(cache, "*"))
+		for _, f := range now {
+			if !slices.Contains(before, f) {
+				os.Remove(f)
+			}
+		}
+		if statErr != nil {
+			os.Remove(cache)
+		}
+	})
+	return cache
+}
+
+// TestSSHKeepAgentInterrupted: a run stopped mid-upload (Ctrl-C) leaves
+// no partial copy in the host's cache.
+func TestSSHKeepAgentInterrupted(t *testing.T) {
+	s := startSSHD(t)
+	cache := hostCache(t)
+	cfg := s.config(t, s.knownHosts)
+	p, err := loadPayload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(cache, "lvsdoctor-"+p.hash[:16])) // so that it uploads
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		c, err := DialWith(ctx, "lvs-test", Options{SSH: SSHOptions{ConfigFile: cfg, KeepAgent: true}})
+		if err == nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if parts, _ := filepath.Glob(filepath.Join(cache, "*.part*.z")); len(parts) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no upload began within 20 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the upload was done before it could be interrupted")
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		parts, _ := filepath.Glob(filepath.Join(cache, "*.part*"))
+		if len(parts) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an interrupted upload left %v", parts)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

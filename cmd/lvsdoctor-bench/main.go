@@ -71,7 +71,35 @@ func main() {
 		bigHealthy := measureLab(bin, dir, *big, *runs, nil)
 		fmt.Printf("\nhealthy check, %d real servers vs 2: %.2fx (target < 2x)\n", *big,
 			float64(median(bigHealthy["healthy"]).wall)/float64(median(small["healthy"]).wall))
+		measurePaired(bin, dir, *big, *runs)
 	}
+}
+
+// measurePaired times the healthy check on both labs at once, round by
+// round (two real servers, then big): the two medians above are minutes
+// apart, long enough for a shared machine to change speed; the median of
+// the rounds' ratios is not.
+func measurePaired(bin, dir string, big, runs int) {
+	ctx := context.Background()
+	var topos [2]string
+	for i, k := range []int{2, big} {
+		name := fmt.Sprintf("lvsdbenchp%d", i)
+		_ = lab.Down(name)
+		st, err := lab.Up(ctx, lab.Options{Name: name, RealServers: k})
+		check(err)
+		defer lab.Down(name)
+		topos[i] = filepath.Join(dir, fmt.Sprintf("paired%d.yaml", k))
+		check(st.WriteTopologyFile(topos[i]))
+	}
+	var out [2][]sample
+	for r := 0; r < runs; r++ {
+		for i := range topos {
+			out[i] = append(out[i], runCheck(bin, topos[i]))
+			time.Sleep(1100 * time.Millisecond) // as measureLab
+		}
+	}
+	fmt.Printf("paired rounds: 2 rs %s, %d rs %s, median of the rounds' ratios %.2fx\n",
+		ms(median(out[0]).wall), big, ms(median(out[1]).wall), pairedRatio(out[1], out[0]))
 }
 
 // measureLab builds one lab and times the check on it, healthy and with
@@ -197,13 +225,14 @@ func measureSSH(bin, dir string, runs int, sshUser string) {
 		pause()
 	}
 	netns := median(out[order[0]]).wall
-	fmt.Printf("%-34s %8s %8s %8s %7s %12s %12s\n", "healthy check, 2 rs", "median", "min", "max", "/netns", "ctl MiB", "agent MiB")
+	fmt.Printf("%-34s %8s %8s %8s %7s %8s %12s %12s\n", "healthy check, 2 rs", "median", "min", "max", "/netns", "paired", "ctl MiB", "agent MiB")
 	for _, c := range order {
 		m := median(out[c])
 		lo, hi := minmax(out[c])
-		fmt.Printf("%-34s %8s %8s %8s %6.2fx %12.1f %12.1f   (exit %d)\n", c, ms(m.wall), ms(lo), ms(hi), float64(m.wall)/float64(netns),
-			float64(maxCtl(out[c]))/1024, float64(maxAgt(out[c]))/1024, m.exit)
+		fmt.Printf("%-34s %8s %8s %8s %6.2fx %7.2fx %12.1f %12.1f   (exit %d)\n", c, ms(m.wall), ms(lo), ms(hi), float64(m.wall)/float64(netns),
+			pairedRatio(out[c], out[order[0]]), float64(maxCtl(out[c]))/1024, float64(maxAgt(out[c]))/1024, m.exit)
 	}
+	fmt.Println("paired: the median of each round's ratio to that round's netns run, which a machine that drifts faster or slower during the bench moves less")
 	fmt.Println("targets (issue #4): --keep-agent 2nd run at most 1.5x netns, a first run that uploads at most 2.5x")
 }
 
@@ -266,6 +295,17 @@ func median(ss []sample) sample {
 	c := append([]sample(nil), ss...)
 	sort.Slice(c, func(i, j int) bool { return c[i].wall < c[j].wall })
 	return c[len(c)/2]
+}
+
+// pairedRatio is the median of ss[i] / base[i]: runs of one round, a few
+// seconds apart.
+func pairedRatio(ss, base []sample) float64 {
+	r := make([]float64, len(ss))
+	for i := range ss {
+		r[i] = float64(ss[i].wall) / float64(base[i].wall)
+	}
+	sort.Float64s(r)
+	return r[len(r)/2]
 }
 
 func minmax(ss []sample) (time.Duration, time.Duration) {

@@ -175,6 +175,8 @@ func checkTopology(cmd *cobra.Command, f checkFlags, top *topology.Topology) err
 	case !f.quiet && isTerminal(os.Stderr):
 		progress = func(s string) { fmt.Fprintf(os.Stderr, "\x1b[2K\r· %s", s) }
 	}
+	// An upload over a slow link takes minutes: said, host by host.
+	transport.Defaults.SSH.Progress = progress
 	var events func(checks.Event)
 	if f.verbose {
 		// Each step's outcome as it lands, for a CI log that shows where

@@ -31,6 +31,9 @@ type SSHOptions struct {
 	KeepAgent         bool          // leave the uploaded agent for the next run
 	AgentPath         string        // a copy of lvsdoctor already on the host
 	Timeout           time.Duration // every remote step; 0: 10 s
+	// Progress hears about an upload: when it starts, and once a second
+	// while it lasts (a slow link takes minutes). nil: nothing is said.
+	Progress func(string)
 }
 
 // sshConn is an agent reached over SSH: one connection (through any jump
@@ -92,7 +95,7 @@ func dialSSH(ctx context.Context, spec string, o SSHOptions) (*Conn, error) {
 		return nil, err
 	}
 	sc.clients = append(sc.clients, c)
-	cl, hello, err := sc.startAgent(ctx, o)
+	cl, hello, err := sc.startAgent(ctx, spec, o)
 	if err != nil {
 		sc.close()
 		return nil, err
@@ -507,7 +510,7 @@ exec $S "$P" agent
 // answered. An uploaded agent in a private directory is removed by the
 // script when the agent exits, so a dropped connection leaves nothing
 // behind.
-func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (*agent.Client, agent.Hello, error) {
+func (sc *sshConn) startAgent(ctx context.Context, spec string, o SSHOptions) (*agent.Client, agent.Hello, error) {
 	var p payload
 	mode, path := "temp", "''"
 	if o.AgentPath != "" {
@@ -601,10 +604,21 @@ func (sc *sshConn) startAgent(ctx context.Context, o SSHOptions) (*agent.Client,
 		stall := time.AfterFunc(sc.timeout, func() {
 			uploading <- fmt.Errorf("uploading the agent: the host took no part of it for %s (%d of %d bytes stored)", sc.timeout, sent.Load(), pk.size)
 		})
+		say := func(string) {}
+		if o.Progress != nil {
+			say = o.Progress
+		}
+		mb := func(n int64) string { return fmt.Sprintf("%.1f", float64(n)/1e6) }
+		say(fmt.Sprintf("%s: uploading lvsdoctor (%s MB, %s)", spec, mb(pk.size), pk.packing.ext))
+		last := time.Now()
 		go func() {
 			uploading <- pk.send(stdin, acks, func(n int64) {
 				sent.Store(n)
 				stall.Reset(sc.timeout)
+				if n < pk.size && time.Since(last) >= time.Second {
+					last = time.Now()
+					say(fmt.Sprintf("%s: uploading lvsdoctor, %s of %s MB", spec, mb(n), mb(pk.size)))
+				}
 			})
 		}()
 		stopDeadline = stall.Stop

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -424,10 +425,22 @@ func testAgentCache(t *testing.T, s *sshd, k *packing) {
 		t.Fatal(err)
 	}
 	cfg := s.config(t, s.knownHosts)
+	var (
+		mu   sync.Mutex
+		said []string
+	)
+	progress := func(s string) {
+		mu.Lock()
+		said = append(said, s)
+		mu.Unlock()
+	}
 	dial := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c, err := DialWith(ctx, "lvs-jumped", Options{SSH: SSHOptions{ConfigFile: cfg}})
+		mu.Lock()
+		said = nil
+		mu.Unlock()
+		c, err := DialWith(ctx, "lvs-jumped", Options{SSH: SSHOptions{ConfigFile: cfg, Progress: progress}})
 		if err == nil {
 			c.Close()
 		}
@@ -436,6 +449,11 @@ func testAgentCache(t *testing.T, s *sshd, k *packing) {
 	if err := dial(); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	if want := "lvs-jumped: uploading lvsdoctor ("; len(said) == 0 || !strings.HasPrefix(said[0], want) || !strings.HasSuffix(said[0], " MB, "+k.ext+")") {
+		t.Errorf("progress %q, want %q... MB, %s)", said, want, k.ext)
+	}
+	mu.Unlock()
 	c, ok := p.cached(k)
 	if !ok {
 		t.Fatalf("no compressed agent in %s", cacheDir())

@@ -397,7 +397,11 @@ func TestSSHKeepAgentInterrupted(t *testing.T) {
 }
 
 // resetUpload forgets the compressed agent, as a new process would.
-func resetUpload() { resetPacks() }
+func resetUpload() {
+	packsMu.Lock()
+	packs = map[*packing]*packOnce{}
+	packsMu.Unlock()
+}
 
 // TestSSHAgentCache: the compressed agent is kept in the user's cache
 // directory and reused; a damaged copy is never uploaded twice. Hosts

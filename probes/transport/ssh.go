@@ -427,7 +427,7 @@ func unamePattern() string {
 
 // setupScript is the one session that sets up and then runs the agent.
 // It reports what the controller must know (architecture, uid, a cached
-// copy, a private directory, whether zstd is there); where a copy is
+// copy, a private directory, whether zstd runs there); where a copy is
 // needed it waits on stdin for "upload EXT SIZE HASH" and the chunks of
 // the compressed agent (upload.go), acknowledging each with "@got";
 // checks the compressed bytes' hash against HASH before it unpacks
@@ -473,7 +473,7 @@ keep) if [ -x "$P" ] && [ -s "$P" ]; then M=given; echo "@cache hit"; fi ;;
 temp) D=$(mktemp -d /tmp/lvsdoctor.XXXXXXXX) || { echo "@dir fail"; exit 0; }; P=$D/lvsdoctor; echo "@dir $D" ;;
 esac
 if [ $M != given ]; then
-  command -v @ZSTD@ >/dev/null 2>&1 && echo "@zstd"
+  @ZSTD@ -V >/dev/null 2>&1 && echo "@zstd"
   echo "@wait"
   read -r cmd f size H && [ "$cmd" = upload ] || quit
   case $f in zst) un() { @ZSTD@ -dcq; } ;; gz) un() { gzip -dc; } ;; *) quit ;; esac

@@ -304,13 +304,7 @@ func TestSSHKeepAgentShared(t *testing.T) {
 		errs := make(chan error, 4)
 		for i := 0; i < 4; i++ {
 			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				c, err := DialWith(ctx, "lvs-test", Options{SSH: SSHOptions{ConfigFile: cfg, KeepAgent: true}})
-				if err == nil {
-					c.Close()
-				}
-				errs <- err
+				errs <- dialClose("lvs-test", Options{SSH: SSHOptions{ConfigFile: cfg, KeepAgent: true}})
 			}()
 		}
 		for i := 0; i < 4; i++ {
@@ -322,6 +316,17 @@ func TestSSHKeepAgentShared(t *testing.T) {
 	if parts, _ := filepath.Glob(filepath.Join(cache, "*.part*")); len(parts) > 0 {
 		t.Errorf("partial uploads left: %v", parts)
 	}
+}
+
+// dialClose reaches spec and closes what it got: whether it could.
+func dialClose(spec string, o Options) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := DialWith(ctx, spec, o)
+	if err == nil {
+		c.Close()
+	}
+	return err
 }
 
 // hostCache is where the test sshd's login keeps agents (this machine's
@@ -439,16 +444,10 @@ func testAgentCache(t *testing.T, s *sshd, k *packing) {
 		mu.Unlock()
 	}
 	dial := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
 		mu.Lock()
 		said = nil
 		mu.Unlock()
-		c, err := DialWith(ctx, "lvs-jumped", Options{SSH: SSHOptions{ConfigFile: cfg, Progress: progress}})
-		if err == nil {
-			c.Close()
-		}
-		return err
+		return dialClose("lvs-jumped", Options{SSH: SSHOptions{ConfigFile: cfg, Progress: progress}})
 	}
 	if err := dial(); err != nil {
 		t.Fatal(err)
@@ -617,13 +616,7 @@ func TestSSHKeepAgentDamaged(t *testing.T) {
 	})
 	cfg := s.config(t, s.knownHosts)
 	dial := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := DialWith(ctx, "lvs-jumped", Options{SSH: SSHOptions{ConfigFile: cfg, KeepAgent: true}})
-		if err == nil {
-			c.Close()
-		}
-		return err
+		return dialClose("lvs-jumped", Options{SSH: SSHOptions{ConfigFile: cfg, KeepAgent: true}})
 	}
 	if err := dial(); err != nil {
 		t.Fatal(err)

@@ -75,27 +75,41 @@ func main() {
 	}
 }
 
+// rateLimitPause goes between two checks: the kernel's ICMP rate limit
+// (1 s per peer) would otherwise make back-to-back runs see different
+// traceroutes.
+const rateLimitPause = 1100 * time.Millisecond
+
+// upLab builds lab name with k real servers (removing an earlier one of
+// that name) and writes its topology file into dir; the caller takes it
+// down.
+func upLab(dir, name string, k int) string {
+	_ = lab.Down(name)
+	t0 := time.Now()
+	st, err := lab.Up(context.Background(), lab.Options{Name: name, RealServers: k})
+	check(err)
+	fmt.Printf("lab with %d real servers up in %s\n", k, time.Since(t0).Round(time.Millisecond))
+	topo := filepath.Join(dir, name+".yaml")
+	check(st.WriteTopologyFile(topo))
+	return topo
+}
+
 // measurePaired times the healthy check on both labs at once, round by
 // round (two real servers, then big): the two medians above are minutes
 // apart, long enough for a shared machine to change speed; the median of
 // the rounds' ratios is not.
 func measurePaired(bin, dir string, big, runs int) {
-	ctx := context.Background()
 	var topos [2]string
 	for i, k := range []int{2, big} {
 		name := fmt.Sprintf("lvsdbenchp%d", i)
-		_ = lab.Down(name)
-		st, err := lab.Up(ctx, lab.Options{Name: name, RealServers: k})
-		check(err)
 		defer lab.Down(name)
-		topos[i] = filepath.Join(dir, fmt.Sprintf("paired%d.yaml", k))
-		check(st.WriteTopologyFile(topos[i]))
+		topos[i] = upLab(dir, name, k)
 	}
 	var out [2][]sample
 	for r := 0; r < runs; r++ {
 		for i := range topos {
 			out[i] = append(out[i], runCheck(bin, topos[i]))
-			time.Sleep(1100 * time.Millisecond) // as measureLab
+			time.Sleep(rateLimitPause)
 		}
 	}
 	fmt.Printf("paired rounds: 2 rs %s, %d rs %s, median of the rounds' ratios %.2fx\n",
@@ -106,15 +120,9 @@ func measurePaired(bin, dir string, big, runs int) {
 // each fault, tearing the lab down at the end whatever happens.
 func measureLab(bin, dir string, k, runs int, faults []string) map[string][]sample {
 	name := "lvsdbench"
-	_ = lab.Down(name)
 	ctx := context.Background()
-	t0 := time.Now()
-	st, err := lab.Up(ctx, lab.Options{Name: name, RealServers: k})
-	check(err)
 	defer lab.Down(name)
-	fmt.Printf("lab with %d real servers up in %s\n", k, time.Since(t0).Round(time.Millisecond))
-	topo := filepath.Join(dir, fmt.Sprintf("lab%d.yaml", k))
-	check(st.WriteTopologyFile(topo))
+	topo := upLab(dir, name, k)
 	out := map[string][]sample{}
 	cases := append([]string{"healthy"}, faults...)
 	fmt.Printf("%-34s %8s %8s %8s %12s %12s\n", "case", "median", "min", "max", "ctl MiB", "agent MiB")
@@ -126,9 +134,7 @@ func measureLab(bin, dir string, k, runs int, faults []string) map[string][]samp
 		}
 		for i := 0; i < runs; i++ {
 			out[c] = append(out[c], runCheck(bin, topo))
-			// The kernel's ICMP rate limit (1 s per peer) would otherwise
-			// make back-to-back runs see different traceroutes.
-			time.Sleep(1100 * time.Millisecond)
+			time.Sleep(rateLimitPause)
 		}
 		m := median(out[c])
 		lo, hi := minmax(out[c])
@@ -208,7 +214,7 @@ func measureSSH(bin, dir string, runs int, sshUser string) {
 	keep := []string{"--ssh-config", st.SSH.Config, "--keep-agent"}
 	out := map[string][]sample{}
 	order := []string{"netns", "ssh, new build (nothing cached)", "ssh first run (upload)", "ssh --keep-agent (2nd run)", "ssh without --keep-agent"}
-	pause := func() { time.Sleep(1100 * time.Millisecond) } // ICMP rate limit, as measureLab
+	pause := func() { time.Sleep(rateLimitPause) }
 	for i := 0; i < runs; i++ {
 		out[order[0]] = append(out[order[0]], runCheckIn("", bin, topo))
 		pause()

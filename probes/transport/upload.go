@@ -176,16 +176,13 @@ func (p payload) cached(k *packing) (*packed, bool) {
 		if err != nil {
 			continue
 		}
-		st, err := f.Stat()
 		h := sha256.New()
-		if err == nil && st.Mode().IsRegular() {
-			_, err = io.Copy(h, f)
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			if _, err := io.Copy(h, f); err == nil && hex.EncodeToString(h.Sum(nil)) == zhash {
+				return &packed{packing: k, file: file, f: f, size: st.Size(), hash: zhash}, true
+			}
 		}
-		if err != nil || !st.Mode().IsRegular() || hex.EncodeToString(h.Sum(nil)) != zhash {
-			f.Close()
-			continue
-		}
-		return &packed{packing: k, file: file, f: f, size: st.Size(), hash: zhash}, true
+		f.Close()
 	}
 	return nil, false
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/checks/result"
 	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
 	"github.com/lvsdoctor/lvsdoctor/probes/agent"
+	packets "github.com/lvsdoctor/lvsdoctor/probes/capture"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 	"github.com/lvsdoctor/lvsdoctor/probes/transport"
 )
@@ -205,12 +206,14 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 	opt.Progress("stopping captures, reading counters after the test")
 	// Of the director's conntrack table only the test's connections
 	// matter; the client's earlier ones linger for minutes.
-	var ctOf []string
+	var ctOf []obs.CTKey
 	for _, sr := range in.Services {
 		for _, c := range sr.Conns {
-			ctOf = append(ctOf, c.Local)
+			if c.Local != "" {
+				ctOf = append(ctOf, obs.CTKey{Proto: c.Proto, Src: c.Local, Dst: c.Remote})
+			}
 			if c.Data != nil && c.Data.Local != "" {
-				ctOf = append(ctOf, c.Data.Local)
+				ctOf = append(ctOf, obs.CTKey{Proto: c.Proto, Src: c.Data.Local, Dst: c.Data.Addr})
 			}
 		}
 	}
@@ -218,6 +221,12 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		if id, ok := captures[h.Label]; ok {
 			var cp obs.Capture
 			if call(h, c, agent.OpCaptureStop, obs.CaptureStopArgs{ID: id}, &cp) {
+				if err := packets.Unpack(&cp); err != nil {
+					if cp.Error != "" {
+						cp.Error += "; "
+					}
+					cp.Error += err.Error()
+				}
 				h.Capture = &cp
 			}
 		}

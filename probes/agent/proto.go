@@ -12,7 +12,7 @@ import "encoding/json"
 
 // Version changes when a request or response changes shape; the controller
 // refuses an agent of another version instead of misreading it.
-const Version = 1
+const Version = 2
 
 // Operation names.
 const (

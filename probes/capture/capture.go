@@ -10,6 +10,7 @@
 package capture
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,7 +19,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,8 +79,10 @@ type reader struct {
 	mac       net.HardwareAddr
 	tp        *afpacket.TPacket
 	pcapID    int
-	kdrops    int // lost by the ring, from PACKET_STATISTICS
-	pkts      []obs.Packet
+	index     int    // in the capture's Interfaces
+	kdrops    int    // lost by the ring, from PACKET_STATISTICS
+	frames    []byte // packed records (frames.go)
+	n         int
 	dropped   int
 	truncated bool
 	err       error
@@ -155,6 +157,7 @@ func (m *Manager) Start(ctx context.Context, a obs.CaptureArgs) (obs.CaptureStar
 	})
 	for i := range cand {
 		if readers[i] != nil {
+			readers[i].index = len(s.readers)
 			s.readers = append(s.readers, readers[i])
 		}
 		if errs[i] != "" {
@@ -254,15 +257,16 @@ func (s *session) finish() obs.Capture {
 		for _, r := range s.readers {
 			c.Interfaces = append(c.Interfaces, r.iface)
 			c.Dropped += r.kdrops
-			c.Packets = append(c.Packets, r.pkts...)
-			r.pkts = nil
 			c.Dropped += r.dropped
 			c.Truncated = c.Truncated || r.truncated
 			if r.err != nil {
 				s.errs = append(s.errs, fmt.Sprintf("%s: %v", r.iface, r.err))
 			}
 		}
-		sort.SliceStable(c.Packets, func(i, j int) bool { return c.Packets[i].Time.Before(c.Packets[j].Time) })
+		c.Frames = merge(s.readers)
+		for _, r := range s.readers {
+			r.frames = nil
+		}
 		if s.pcap != nil {
 			if err := s.pcap.close(); err != nil {
 				s.errs = append(s.errs, "pcap: "+err.Error())
@@ -307,12 +311,14 @@ func (r *reader) run() {
 		if !ok || !r.s.filter.Match(d) {
 			continue
 		}
-		if len(r.pkts) >= max {
+		if r.n >= max {
 			r.dropped++
 			r.truncated = true
 			continue
 		}
-		r.pkts = append(r.pkts, dec.packet(ci.Timestamp, r.iface, r.mac))
+		r.n++
+		out := len(r.mac) > 0 && bytes.Equal(dec.eth.SrcMAC, r.mac)
+		r.frames = appendFrame(r.frames, ci.Timestamp, r.index, out, data[:dec.keep(data)])
 		if r.s.pcap != nil {
 			ci.InterfaceIndex = r.pcapID
 			r.s.pcap.write(ci, data)

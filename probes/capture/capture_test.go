@@ -36,6 +36,9 @@ func stop(t *testing.T, m *Manager, id string) obs.Capture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := Unpack(&c); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -62,23 +65,10 @@ func find(c obs.Capture, want func(p obs.Packet) bool) *obs.Packet {
 func TestCaptureHandshakeAndPortUnreachable(t *testing.T) {
 	testenv.RequireRoot(t)
 	p := nstest.NewPair(t)
-	var ln net.Listener
-	p.B.MustDo(t, func() error {
-		var err error
-		ln, err = net.Listen("tcp4", p.BAddr+":8080")
-		return err
+	nstest.ServeTCP(t, p.B, p.BAddr+":8080", func(c net.Conn) {
+		_, _ = c.Write([]byte("hello\n"))
+		c.Close()
 	})
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte("hello\n"))
-			c.Close()
-		}
-	}()
 	args := obs.CaptureArgs{Hosts: []string{p.AAddr}, ARP: true, Label: "a", PcapDir: t.TempDir()}
 	ma, mb := NewManager(), NewManager()
 	sa := start(t, p.A, ma, args)

@@ -25,7 +25,53 @@ type decoder struct {
 	parser  *gopacket.DecodingLayerParser
 	layers  []gopacket.LayerType
 	d       decoded
+	names   *names // nil: every packet gets its own strings
 }
+
+// names shares the strings that thousands of packets repeat (a handful
+// of MACs and addresses): fewer allocations, less for the GC.
+type names struct {
+	macs map[[6]byte]string
+	ips  map[[4]byte]string
+}
+
+func newNames() *names {
+	return &names{macs: map[[6]byte]string{}, ips: map[[4]byte]string{}}
+}
+
+func (d *decoder) mac(b net.HardwareAddr) string {
+	if d.names == nil || len(b) != 6 {
+		return b.String()
+	}
+	k := [6]byte(b)
+	s, ok := d.names.macs[k]
+	if !ok {
+		s = b.String()
+		d.names.macs[k] = s
+	}
+	return s
+}
+
+func (d *decoder) ip4(b []byte) string {
+	if d.names == nil || len(b) != 4 {
+		return net.IP(b).String()
+	}
+	k := [4]byte(b)
+	s, ok := d.names.ips[k]
+	if !ok {
+		s = net.IP(b).String()
+		d.names.ips[k] = s
+	}
+	return s
+}
+
+// maxPayload bounds the payload kept of a packet whose text a diagnosis
+// reads (keepPayload).
+const maxPayload = 256
+
+// keepPayload: FTP's 227 reply names the data connection's address, which
+// a director without the FTP helper leaves untranslated.
+func keepPayload(pl []byte) bool { return bytes.HasPrefix(pl, []byte("227 ")) }
 
 // decoded is what the Go-side filter looks at.
 type decoded struct {
@@ -77,15 +123,15 @@ func (d *decoder) has(t gopacket.LayerType) bool {
 // packet fills an obs.Packet from the last decode.
 func (d *decoder) packet(ts time.Time, iface string, ifMAC net.HardwareAddr) obs.Packet {
 	p := obs.Packet{Time: ts, Iface: iface, Dir: "in", Proto: "other"}
-	p.SrcMAC = d.eth.SrcMAC.String()
-	p.DstMAC = d.eth.DstMAC.String()
+	p.SrcMAC = d.mac(d.eth.SrcMAC)
+	p.DstMAC = d.mac(d.eth.DstMAC)
 	if len(ifMAC) > 0 && bytes.Equal(d.eth.SrcMAC, ifMAC) {
 		p.Dir = "out"
 	}
 	if d.d.isARP {
 		p.Proto = "arp"
-		p.Src = net.IP(d.arp.SourceProtAddress).String()
-		p.Dst = net.IP(d.arp.DstProtAddress).String()
+		p.Src = d.ip4(d.arp.SourceProtAddress)
+		p.Dst = d.ip4(d.arp.DstProtAddress)
 		switch d.arp.Operation {
 		case layers.ARPRequest:
 			p.ARPOp = "request"
@@ -97,8 +143,8 @@ func (d *decoder) packet(ts time.Time, iface string, ifMAC net.HardwareAddr) obs
 	if !d.d.isIPv4 {
 		return p
 	}
-	p.Src = d.ip.SrcIP.String()
-	p.Dst = d.ip.DstIP.String()
+	p.Src = d.ip4(d.ip.SrcIP)
+	p.Dst = d.ip4(d.ip.DstIP)
 	p.IPID = d.ip.Id
 	p.TTL = d.ip.TTL
 	l4len := int(d.ip.Length) - int(d.ip.IHL)*4 // from the header: GSO frames may be truncated
@@ -110,8 +156,8 @@ func (d *decoder) packet(ts time.Time, iface string, ifMAC net.HardwareAddr) obs
 			p.Seq = d.tcp.Seq
 			p.Flags = tcpFlags(d.tcp.FIN, d.tcp.SYN, d.tcp.RST, d.tcp.PSH, d.tcp.URG, d.tcp.ACK)
 			p.Len = max(0, l4len-int(d.tcp.DataOffset)*4)
-			if pl := d.tcp.Payload; bytes.HasPrefix(pl, []byte("227 ")) {
-				p.Payload = string(pl[:min(len(pl), 256)])
+			if pl := d.tcp.Payload; keepPayload(pl) {
+				p.Payload = string(pl[:min(len(pl), maxPayload)])
 			}
 		}
 	case layers.IPProtocolUDP:
@@ -131,7 +177,7 @@ func (d *decoder) packet(ts time.Time, iface string, ifMAC net.HardwareAddr) obs
 				var gw [4]byte
 				binary.BigEndian.PutUint16(gw[0:2], d.icmp.Id)
 				binary.BigEndian.PutUint16(gw[2:4], d.icmp.Seq)
-				p.Gateway = net.IP(gw[:]).String()
+				p.Gateway = d.ip4(gw[:])
 				p.Inner = quoted(d.icmp.Payload)
 			case layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4TypeTimeExceeded,
 				layers.ICMPv4TypeParameterProblem, layers.ICMPv4TypeSourceQuench:

@@ -23,6 +23,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -429,32 +430,43 @@ func iptablesSave(ctx context.Context, nft, legacy bool, fail func(string, error
 
 var tcpStates = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
 
-func readConntrack(of []string) ([]obs.CTEntry, error) {
-	addrs, sources := map[netip.Addr]bool{}, map[netip.AddrPort]bool{}
-	for _, s := range of {
-		if ap, err := netip.ParseAddrPort(s); err == nil {
-			sources[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = true
-		} else if a, err := netip.ParseAddr(s); err == nil {
-			addrs[a.Unmap()] = true
-		}
-	}
+// readConntrack looks up each connection of of by its original tuple, or
+// dumps the whole table when of is empty. A connection without an entry
+// is left out: to the classifier, conntrack never saw it.
+func readConntrack(of []obs.CTKey) ([]obs.CTEntry, error) {
 	c, err := conntrack.Dial(nil)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	flows, err := c.Dump(nil)
-	if err != nil {
-		return nil, err
+	var flows []conntrack.Flow
+	if len(of) == 0 {
+		if flows, err = c.DumpFilter(conntrack.NewFilter().Family(netfilter.ProtoIPv4), nil); err != nil {
+			return nil, err
+		}
+	}
+	seen := map[obs.CTKey]bool{}
+	for _, k := range of {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		q, ok := ctQuery(k)
+		if !ok {
+			continue
+		}
+		fl, err := c.Get(q)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("conntrack -G %s %s -> %s: %w", k.Proto, k.Src, k.Dst, err)
+		}
+		flows = append(flows, fl)
 	}
 	out := []obs.CTEntry{}
 	for _, fl := range flows {
 		if !fl.TupleOrig.IP.SourceAddress.Is4() {
-			continue
-		}
-		o, r := fl.TupleOrig.IP, fl.TupleReply.IP
-		if len(of) > 0 && !sources[netip.AddrPortFrom(o.SourceAddress, fl.TupleOrig.Proto.SourcePort)] &&
-			!addrs[o.SourceAddress] && !addrs[o.DestinationAddress] && !addrs[r.SourceAddress] && !addrs[r.DestinationAddress] {
 			continue
 		}
 		e := obs.CTEntry{
@@ -472,6 +484,28 @@ func readConntrack(of []string) ([]obs.CTEntry, error) {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].OrigSrc < out[j].OrigSrc })
 	return out, nil
+}
+
+// ctQuery is the original tuple of k for a lookup; ok is false for what
+// conntrack cannot be asked about this way.
+func ctQuery(k obs.CTKey) (conntrack.Flow, bool) {
+	var f conntrack.Flow
+	src, err1 := netip.ParseAddrPort(k.Src)
+	dst, err2 := netip.ParseAddrPort(k.Dst)
+	if err1 != nil || err2 != nil || !src.Addr().Unmap().Is4() || !dst.Addr().Unmap().Is4() {
+		return f, false
+	}
+	switch k.Proto {
+	case "tcp":
+		f.TupleOrig.Proto.Protocol = unix.IPPROTO_TCP
+	case "udp":
+		f.TupleOrig.Proto.Protocol = unix.IPPROTO_UDP
+	default:
+		return f, false
+	}
+	f.TupleOrig.IP.SourceAddress, f.TupleOrig.IP.DestinationAddress = src.Addr().Unmap(), dst.Addr().Unmap()
+	f.TupleOrig.Proto.SourcePort, f.TupleOrig.Proto.DestinationPort = src.Port(), dst.Port()
+	return f, true
 }
 
 func tupleAddr(ip string, port uint16, proto uint8) string {

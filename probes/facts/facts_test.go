@@ -213,3 +213,22 @@ func BenchmarkFacts(b *testing.B) {
 		return nil
 	})
 }
+
+func BenchmarkFactsCheck(b *testing.B) {
+	testenv.RequireRoot(b)
+	ns := nstest.New(b)
+	addRules(b, ns)
+	for name, a := range map[string]obs.FactsArgs{
+		"before": {SkipConntrack: true},
+		"after":  {SkipConntrack: true, SkipListeners: true, SkipStatic: true},
+	} {
+		b.Run(name, func(b *testing.B) {
+			ns.MustDo(b, func() error {
+				for b.Loop() {
+					_ = CollectWith(context.Background(), a)
+				}
+				return nil
+			})
+		})
+	}
+}

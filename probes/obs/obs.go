@@ -48,13 +48,13 @@ type Facts struct {
 // what it does not need on a host, so fifty real servers stay cheap.
 type FactsArgs struct {
 	SkipConntrack bool `json:"skip_conntrack,omitempty"`
-	// ConntrackOf keeps only the conntrack entries started from one of
-	// these sources, "IP" or "IP:PORT", as `conntrack -L -s CIP --sport
-	// CPORT` would: a busy director holds hundreds of thousands that are
-	// not the test's (a bare IP also matches it as any other endpoint).
-	// Empty keeps them all.
-	ConntrackOf   []string `json:"conntrack_of,omitempty"`
-	SkipListeners bool     `json:"skip_listeners,omitempty"`
+	// ConntrackOf reads only the entries of these connections, each
+	// looked up by its original tuple as `conntrack -G` does: a busy
+	// director holds hundreds of thousands that are not the test's, and
+	// a dump of them all costs time and memory in proportion to the
+	// table, not to the test. Empty dumps them all.
+	ConntrackOf   []CTKey `json:"conntrack_of,omitempty"`
+	SkipListeners bool    `json:"skip_listeners,omitempty"`
 	// SkipStatic leaves out addresses, routes and sysctls.
 	SkipStatic bool `json:"skip_static,omitempty"`
 	// Director also reads which IPVS modules are loaded or loadable: it
@@ -179,6 +179,13 @@ type NftRule struct {
 	// Packets/Bytes are nil when the rule has no counter.
 	Packets *uint64 `json:"packets,omitempty"`
 	Bytes   *uint64 `json:"bytes,omitempty"`
+}
+
+// CTKey is a connection's original tuple as its client opened it.
+type CTKey struct {
+	Proto string `json:"proto"` // tcp, udp
+	Src   string `json:"src"`   // CIP:CPORT
+	Dst   string `json:"dst"`   // VIP:VPORT
 }
 
 type CTEntry struct {
@@ -324,10 +331,15 @@ type CaptureStopArgs struct {
 type Capture struct {
 	Interfaces []string `json:"interfaces"`
 	Packets    []Packet `json:"packets"`
-	Dropped    int      `json:"dropped"` // packets past MaxPackets or lost by the ring
-	Truncated  bool     `json:"truncated,omitempty"`
-	PcapFiles  []string `json:"pcap_files,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	// Frames is how the agent sends the packets: the headers of each
+	// frame, packed (probes/capture, frames.go), a fraction of the size
+	// and decoding cost of Packets as JSON. capture.Unpack turns them
+	// into Packets on arrival; an observations file holds Packets only.
+	Frames    []byte   `json:"frames,omitempty"`
+	Dropped   int      `json:"dropped"` // packets past MaxPackets or lost by the ring
+	Truncated bool     `json:"truncated,omitempty"`
+	PcapFiles []string `json:"pcap_files,omitempty"`
+	Error     string   `json:"error,omitempty"`
 }
 
 // Packet is one decoded frame. Dir is "in" or "out" as the kernel saw it

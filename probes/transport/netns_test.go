@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lvsdoctor/lvsdoctor/probes/agent"
+	"github.com/lvsdoctor/lvsdoctor/probes/capture"
 	"github.com/lvsdoctor/lvsdoctor/probes/internal/nstest"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 	"github.com/lvsdoctor/lvsdoctor/probes/testenv"
@@ -81,6 +82,9 @@ func TestNetnsSharedAgent(t *testing.T) {
 	}
 	var cp obs.Capture
 	if err := b.Call(ctx, agent.OpCaptureStop, obs.CaptureStopArgs{ID: st.ID}, &cp); err != nil {
+		t.Fatal(err)
+	}
+	if err := capture.Unpack(&cp); err != nil {
 		t.Fatal(err)
 	}
 	seen := false

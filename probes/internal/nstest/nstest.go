@@ -254,3 +254,24 @@ func NewRouted(t testing.TB) *Routed {
 	DefaultRoute(t, b, "198.18.2.1")
 	return &Routed{A: a, R: r, B: b, AAddr: "198.18.1.2", BAddr: "198.18.2.2", RA: "198.18.1.1", RB: "198.18.2.1"}
 }
+
+// ServeTCP listens on addr (IP:PORT) inside ns and hands every accepted
+// connection to fn, which closes it; it stops when the test ends.
+func ServeTCP(t testing.TB, ns *NS, addr string, fn func(net.Conn)) {
+	t.Helper()
+	var ln net.Listener
+	ns.MustDo(t, func() (err error) {
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fn(c)
+		}
+	}()
+}

@@ -190,7 +190,7 @@ func (v *view) stepQ3(sr ServiceRun) result.Step {
 			unseen++
 			continue
 		}
-		if h := v.attrib[c.Proto+" "+c.Local]; h != nil {
+		if h := v.rsOf(c); h != nil {
 			lost = append(lost, h.Label)
 		} else {
 			lost = append(lost, "none")
@@ -231,7 +231,7 @@ func (v *view) stepQ4(sr ServiceRun, h *Host, ap netip.AddrPort) result.Step {
 		dirMAC = v.linkMAC(v.director, dipIface)
 	}
 	for _, c := range sr.Conns {
-		if v.attrib[c.Proto+" "+c.Local] != h {
+		if v.rsOf(c) != h {
 			continue
 		}
 		n++
@@ -299,7 +299,7 @@ func (v *view) unexercised() []result.Unchecked {
 			}
 			hit := false
 			for _, c := range sr.Conns {
-				if v.attrib[c.Proto+" "+c.Local] == h {
+				if v.rsOf(c) == h {
 					hit = true
 					break
 				}
@@ -348,7 +348,7 @@ func (v *view) journeys() []result.Journey {
 		seen := map[string]bool{}
 		okShown := false
 		for _, c := range sr.Conns {
-			rs := v.attrib[c.Proto+" "+c.Local]
+			rs := v.rsOf(c)
 			key := "none"
 			if rs != nil {
 				key = rs.Label

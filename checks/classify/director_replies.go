@@ -36,7 +36,7 @@ func ruleDirectorDropsReplies(v *view) []result.Finding {
 		for _, sr := range v.in.Services {
 			vip := sr.Service.VIPPort().Addr().String()
 			for _, c := range sr.Conns {
-				if v.attrib[c.Proto+" "+c.Local] != h {
+				if v.rsOf(c) != h {
 					continue
 				}
 				var in *obs.Packet

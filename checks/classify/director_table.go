@@ -450,7 +450,7 @@ func ruleRSWeightZero(v *view) []result.Finding {
 			f.Evidence = append(f.Evidence, fmt.Sprintf("%s: %s is %s in %s's entry for %s, %s: %s", s, r.AddrPort(), state, d.Label, s, want, e.how))
 			hit := 0
 			for _, c := range sr.Conns {
-				if h := v.attrib[c.Proto+" "+c.Local]; h != nil && h.Label == label {
+				if h := v.rsOf(c); h != nil && h.Label == label {
 					hit++
 				}
 			}

@@ -80,3 +80,24 @@ func BenchmarkClassify(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(ins)), "µs/case")
 }
+
+// BenchmarkClassifyFile times the classifier on the observations file that
+// LVSDOCTOR_BENCH_OBSERVATIONS names (`lvsdoctor check --observations
+// FILE`), e.g. of the 50-real-server lab, too large to keep in fixtures/.
+func BenchmarkClassifyFile(b *testing.B) {
+	path := os.Getenv("LVSDOCTOR_BENCH_OBSERVATIONS")
+	if path == "" {
+		b.Skip("LVSDOCTOR_BENCH_OBSERVATIONS names no observations file")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var in Input
+	if err := json.Unmarshal(raw, &in); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		Run(&in)
+	}
+}

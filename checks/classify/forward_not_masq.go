@@ -53,7 +53,7 @@ func ruleForwardNotMasq(v *view) []result.Finding {
 			f.Evidence = []string{ipvsadmLine(*is)}
 			hit := 0
 			for _, c := range sr.Conns {
-				if h := v.attrib[c.Proto+" "+c.Local]; h != nil && h.Label == r.Label() && c.Result != "ok" {
+				if h := v.rsOf(c); h != nil && h.Label == r.Label() && c.Result != "ok" {
 					hit++
 				}
 			}

@@ -29,20 +29,20 @@ func ruleRepliesNotTranslated(v *view) []result.Finding {
 	for _, sr := range v.in.Services {
 		s := sr.Service
 		vip := s.VIPPort().Addr().String()
+		rips := map[string]bool{}
+		for _, o := range s.RealServers {
+			rips[o.AddrPort().Addr().String()] = true
+		}
 		for _, h := range v.rs {
 			r, ok := v.realServerEntry(s, h)
 			if !ok {
 				continue
 			}
 			ap := r.AddrPort()
-			rips := map[string]bool{}
-			for _, o := range s.RealServers {
-				rips[o.AddrPort().Addr().String()] = true
-			}
 			n := 0
 			var in, left *obs.Packet
 			for _, c := range sr.Conns {
-				if v.attrib[c.Proto+" "+c.Local] != h {
+				if v.rsOf(c) != h {
 					continue
 				}
 				cport := portOf(c.Local)

@@ -178,7 +178,7 @@ func (v *view) rsSilent(h *Host) []rsSilentReqs {
 		rip := ap.Addr().String()
 		s := rsSilentReqs{service: sr.Service.String(), addr: ap.String()}
 		for _, c := range sr.Conns {
-			if v.attrib[c.Proto+" "+c.Local] != h {
+			if v.rsOf(c) != h {
 				continue
 			}
 			var in *obs.Packet

@@ -38,7 +38,7 @@ func ruleRSFirewallReject(v *view) []result.Finding {
 			var conn obs.Conn
 			results := map[string]int{}
 			for _, c := range sr.Conns {
-				if v.attrib[c.Proto+" "+c.Local] != h {
+				if v.rsOf(c) != h {
 					continue
 				}
 				for _, p := range flowPackets(h, c) {

@@ -22,11 +22,14 @@ type view struct {
 	cip      netip.Addr
 	// conns attributes each test connection (by its client address) to the
 	// real server the director sent it to, from the captures.
-	attrib map[string]*Host
+	attrib map[connKey]*Host
+	// replies are the sources of the replies toward the client on the
+	// director's wire (repliesSeen), nil until first asked.
+	replies map[netip.AddrPort]bool
 }
 
 func newView(in *Input) *view {
-	v := &view{in: in, attrib: map[string]*Host{}}
+	v := &view{in: in, attrib: map[connKey]*Host{}}
 	seen := map[string]bool{}
 	labels := make([]string, 0, len(in.Hosts))
 	for l := range in.Hosts {
@@ -221,7 +224,7 @@ func (v *view) attribute() {
 	for _, sr := range v.in.Services {
 		for _, c := range sr.Conns {
 			if h := v.attributeConn(sr.Service, c); h != nil {
-				v.attrib[c.Proto+" "+c.Local] = h
+				v.attrib[connKey{c.Proto, c.Local}] = h
 			}
 		}
 	}
@@ -232,20 +235,21 @@ func (v *view) attributeConn(s topology.Service, c obs.Conn) *Host {
 	if err != nil {
 		return nil
 	}
+	key := flowKey{c.Proto, caddr.Addr().String(), int(caddr.Port())}
 	match := func(p obs.Packet) *Host {
-		if p.Proto != c.Proto || p.SrcPort != int(caddr.Port()) || p.Src != caddr.Addr().String() {
+		if p.Proto != key.proto || p.SrcPort != key.port || p.Src != key.addr {
 			return nil
 		}
 		for _, r := range s.RealServers {
 			ap := r.AddrPort()
-			if p.Dst == ap.Addr().String() && p.DstPort == int(ap.Port()) {
+			if p.DstPort == int(ap.Port()) && p.Dst == ap.Addr().String() {
 				return v.in.Hosts[r.Label()]
 			}
 		}
 		return nil
 	}
 	if d := v.director; d != nil && d.Capture != nil {
-		for _, p := range d.Capture.Packets {
+		for _, p := range d.flowIndex()[key] {
 			if p.Dir == "out" {
 				if h := match(p); h != nil {
 					return h
@@ -257,7 +261,7 @@ func (v *view) attributeConn(s topology.Service, c obs.Conn) *Host {
 		if h.Capture == nil {
 			continue
 		}
-		for _, p := range h.Capture.Packets {
+		for _, p := range h.flowIndex()[key] {
 			if p.Dir == "in" && match(p) != nil {
 				return h
 			}
@@ -266,12 +270,18 @@ func (v *view) attributeConn(s topology.Service, c obs.Conn) *Host {
 	return nil
 }
 
+// connKey names a test connection: protocol and client end.
+type connKey struct{ proto, local string }
+
+// rsOf is the real server the director sent c to, nil if unknown.
+func (v *view) rsOf(c obs.Conn) *Host { return v.attrib[connKey{c.Proto, c.Local}] }
+
 // connsTo lists the test connections the director sent to h.
 func (v *view) connsTo(h *Host) []obs.Conn {
 	var out []obs.Conn
 	for _, sr := range v.in.Services {
 		for _, c := range sr.Conns {
-			if v.attrib[c.Proto+" "+c.Local] == h {
+			if v.rsOf(c) == h {
 				out = append(out, c)
 			}
 		}

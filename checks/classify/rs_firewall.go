@@ -167,6 +167,19 @@ func (v *view) rsSilent(h *Host) []rsSilentReqs {
 	if h == nil || h.Capture == nil || !v.cip.IsValid() {
 		return nil
 	}
+	// Several rules ask for every real server's: worked out once.
+	if out, ok := v.silent[h]; ok {
+		return out
+	}
+	if v.silent == nil {
+		v.silent = map[*Host][]rsSilentReqs{}
+	}
+	out := v.rsSilentScan(h)
+	v.silent[h] = out
+	return out
+}
+
+func (v *view) rsSilentScan(h *Host) []rsSilentReqs {
 	cip := v.cip.String()
 	var out []rsSilentReqs
 	for _, sr := range v.in.Services {

@@ -26,6 +26,9 @@ type view struct {
 	// replies are the sources of the replies toward the client on the
 	// director's wire (repliesSeen), nil until first asked.
 	replies map[netip.AddrPort]bool
+	// silent memoises rsSilent, asked by several rules of every real
+	// server.
+	silent map[*Host][]rsSilentReqs
 }
 
 func newView(in *Input) *view {

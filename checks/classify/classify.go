@@ -239,7 +239,7 @@ func (v *view) stepQ4(sr ServiceRun, h *Host, ap netip.AddrPort) result.Step {
 		for _, p := range flowPackets(h, c) {
 			if p.Dir != "out" || p.Dst != v.cip.String() {
 				if p.Dir == "out" && p.Proto == "icmp" {
-					how = fmtPacket(p)
+					how = fmtPacket(*p)
 				}
 				continue
 			}
@@ -251,7 +251,7 @@ func (v *view) stepQ4(sr ServiceRun, h *Host, ap netip.AddrPort) result.Step {
 				}
 				ok = true
 			} else if how == "" {
-				how = fmtPacket(p)
+				how = fmtPacket(*p)
 			}
 		}
 		if ok {
@@ -384,7 +384,7 @@ func (v *view) journey(c obs.Conn, rs *Host) result.Journey {
 	var all []tp
 	for _, h := range hosts {
 		for _, p := range flowPackets(h, c) {
-			all = append(all, tp{p, h.Label})
+			all = append(all, tp{*p, h.Label})
 		}
 	}
 	sort.SliceStable(all, func(i, k int) bool { return all[i].p.Time.Before(all[k].p.Time) })

@@ -43,7 +43,7 @@ func ruleDirectorDropsReplies(v *view) []result.Finding {
 				outOK := false
 				for _, p := range flowPackets(d, c) {
 					if p.Dir == "in" && p.Src == rip.String() && p.Dst == cip && in == nil {
-						in = &p
+						in = p
 					}
 					if p.Dir == "out" && p.Src == vip && p.Dst == cip {
 						outOK = true

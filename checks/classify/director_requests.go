@@ -54,8 +54,7 @@ func ruleDirectorDropsRequests(v *view) []result.Finding {
 			for _, p := range flowPackets(d, c) {
 				if p.Dir == "in" && p.Src == cip && p.Dst == vp.Addr().String() && p.DstPort == int(vp.Port()) && p.Proto == s.Proto {
 					if sample == nil {
-						pc := p
-						sample = &pc
+						sample = p
 					}
 					died++
 					break

@@ -140,13 +140,13 @@ func localAnswer(d *Host, c obs.Conn, vip netip.AddrPort, cip string) (ans strin
 		}
 		switch {
 		case p.Proto == "tcp" && strings.HasPrefix(p.Flags, "R"):
-			ans, pkt = "rst", p
+			ans, pkt = "rst", *p
 		case p.Proto == "tcp" && p.Flags == "S.":
-			ans, pkt = "synack", p
+			ans, pkt = "synack", *p
 		case p.Proto == "icmp" && p.ICMPType == 3:
-			ans, pkt = "icmp", p
+			ans, pkt = "icmp", *p
 		case p.Proto == "udp":
-			ans, pkt = "udp", p
+			ans, pkt = "udp", *p
 		}
 	}
 	return ans, pkt, forwarded

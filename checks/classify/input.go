@@ -46,7 +46,7 @@ type Host struct {
 	Trace     *obs.Trace     `json:"trace,omitempty"`
 	RouteGets []obs.RouteGet `json:"routegets,omitempty"`
 
-	flows map[flowKey][]obs.Packet // flowIndex's cache
+	flows map[flowKey][]*obs.Packet // flowIndex's cache
 }
 
 // ServiceRun is one virtual service and the test connections made to it.

@@ -51,12 +51,11 @@ func ruleRepliesNotTranslated(v *view) []result.Finding {
 					if p.Proto != c.Proto || p.Dst != cip || p.DstPort != cport {
 						continue
 					}
-					pc := p
 					if p.Dir == "in" && !rips[p.Src] && p.Src != vip && p.SrcPort == int(ap.Port()) && ci == nil {
-						ci = &pc
+						ci = p
 					}
 					if p.Dir == "out" && p.Src != vip && cl == nil {
-						cl = &pc
+						cl = p
 					}
 				}
 				if ci == nil {

@@ -199,8 +199,7 @@ func (v *view) rsSilentScan(h *Host) []rsSilentReqs {
 			for _, p := range flowPackets(h, c) {
 				switch {
 				case p.Dir == "in" && p.Src == cip && p.Dst == rip && in == nil:
-					pp := p
-					in = &pp
+					in = p
 				case p.Dir == "out" && (p.Src == rip || p.Proto == "icmp"):
 					answered = true
 				}

@@ -46,11 +46,11 @@ func ruleRSFirewallReject(v *view) []result.Finding {
 						p.Inner.Src != cip || p.Inner.Dst != rip || p.Inner.DstPort != int(ap.Port()) {
 						continue
 					}
-					if !rejectCode(p, h, sr.Service.Proto, ap) {
+					if !rejectCode(*p, h, sr.Service.Proto, ap) {
 						continue
 					}
 					if n == 0 {
-						icmp, conn = p, c
+						icmp, conn = *p, c
 					}
 					n++
 					results[c.Result]++
@@ -121,9 +121,9 @@ func (v *view) rejectPath(c obs.Conn, rip string) []string {
 		}
 		switch {
 		case p.Dir == "in" && p.Src == rip:
-			ev = append(ev, fmt.Sprintf("%s %s in: %s", d.Label, p.Iface, fmtPacket(p)))
+			ev = append(ev, fmt.Sprintf("%s %s in: %s", d.Label, p.Iface, fmtPacket(*p)))
 		case p.Dir == "out" && p.Dst == v.cip.String():
-			ev = append(ev, fmt.Sprintf("%s %s out: %s (rewritten by the director)", d.Label, p.Iface, fmtPacket(p)))
+			ev = append(ev, fmt.Sprintf("%s %s out: %s (rewritten by the director)", d.Label, p.Iface, fmtPacket(*p)))
 		}
 	}
 	return ev

@@ -100,7 +100,7 @@ func (v *view) replyPathEvidence(h *Host, dipIface, gw string) []string {
 			if p.Dir == "out" && p.Src == rip && p.Dst == cip {
 				replies++
 				if sample == "" {
-					sample = fmt.Sprintf("%s %s out: %s → MAC %s", h.Label, p.Iface, fmtPacket(p), p.DstMAC)
+					sample = fmt.Sprintf("%s %s out: %s → MAC %s", h.Label, p.Iface, fmtPacket(*p), p.DstMAC)
 				}
 			}
 		}

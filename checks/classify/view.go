@@ -239,7 +239,7 @@ func (v *view) attributeConn(s topology.Service, c obs.Conn) *Host {
 		return nil
 	}
 	key := flowKey{c.Proto, caddr.Addr().String(), int(caddr.Port())}
-	match := func(p obs.Packet) *Host {
+	match := func(p *obs.Packet) *Host {
 		if p.Proto != key.proto || p.SrcPort != key.port || p.Src != key.addr {
 			return nil
 		}
@@ -295,7 +295,7 @@ func (v *view) connsTo(h *Host) []obs.Conn {
 // flowPackets are the packets on host h of the test connection c: the
 // client's side (to the VIP), the real server's side (to any RIP), and ICMP
 // errors quoting either.
-func flowPackets(h *Host, c obs.Conn) []obs.Packet {
+func flowPackets(h *Host, c obs.Conn) []*obs.Packet {
 	if h == nil || h.Capture == nil {
 		return nil
 	}
@@ -317,14 +317,15 @@ type flowKey struct {
 // connection they belong to (an ICMP error by the one it quotes), once:
 // rules ask for every connection's packets on every host, and scanning the
 // capture each time costs quadratic time on a cluster of fifty.
-func (h *Host) flowIndex() map[flowKey][]obs.Packet {
+func (h *Host) flowIndex() map[flowKey][]*obs.Packet {
 	if h.flows != nil {
 		return h.flows
 	}
-	h.flows = map[flowKey][]obs.Packet{}
-	add := func(k flowKey, p obs.Packet) { h.flows[k] = append(h.flows[k], p) }
-	for _, p := range h.Capture.Packets {
-		q := &p
+	h.flows = map[flowKey][]*obs.Packet{}
+	add := func(k flowKey, p *obs.Packet) { h.flows[k] = append(h.flows[k], p) }
+	for i := range h.Capture.Packets {
+		p := &h.Capture.Packets[i]
+		q := p
 		if p.Proto == "icmp" {
 			if p.Inner == nil {
 				continue

@@ -48,7 +48,7 @@ type sample struct {
 func main() {
 	runs := flag.Int("n", 5, "runs per case")
 	big := flag.Int("realservers", 50, "real servers of the big lab (0 skips it)")
-	faults := flag.String("faults", "rs-no-listener,rs-wrong-gateway,director-no-forwarding,director-no-masquerade,director-firewall-drops-replies,director-rpfilter-requests", "faults to time, comma-separated")
+	faults := flag.String("faults", "rs-no-listener,rs-wrong-gateway,director-no-forwarding,director-no-masquerade,director-firewall-drops-replies,director-rpfilter-requests", "faults to time, comma-separated (\"\" for none)")
 	sshMode := flag.Bool("ssh", false, "time the healthy check over SSH instead (lab up --ssh): netns, SSH first runs (upload), SSH --keep-agent second run, SSH without --keep-agent")
 	sshUser := flag.String("ssh-user", "", "with -ssh: log in as this existing user (through sudo -n) instead of root, e.g. one whose shell reads no ~/.bashrc")
 	flag.Parse()
@@ -66,7 +66,7 @@ func main() {
 		return
 	}
 
-	small := measureLab(bin, dir, 2, *runs, strings.Split(*faults, ","))
+	small := measureLab(bin, dir, 2, *runs, strings.FieldsFunc(*faults, func(r rune) bool { return r == ',' }))
 	if *big > 0 {
 		bigHealthy := measureLab(bin, dir, *big, *runs, nil)
 		fmt.Printf("\nhealthy check, %d real servers vs 2: %.2fx (target < 2x)\n", *big,

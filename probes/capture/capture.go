@@ -79,9 +79,9 @@ type reader struct {
 	mac       net.HardwareAddr
 	tp        *afpacket.TPacket
 	pcapID    int
-	index     int    // in the capture's Interfaces
-	kdrops    int    // lost by the ring, from PACKET_STATISTICS
-	frames    []byte // packed records (frames.go)
+	index     int      // in the capture's Interfaces
+	kdrops    int      // lost by the ring, from PACKET_STATISTICS
+	frames    frameBuf // packed records (frames.go)
 	n         int
 	dropped   int
 	truncated bool
@@ -265,7 +265,7 @@ func (s *session) finish() obs.Capture {
 		}
 		c.Frames = merge(s.readers)
 		for _, r := range s.readers {
-			r.frames = nil
+			r.frames = frameBuf{}
 		}
 		if s.pcap != nil {
 			if err := s.pcap.close(); err != nil {
@@ -318,7 +318,7 @@ func (r *reader) run() {
 		}
 		r.n++
 		out := len(r.mac) > 0 && bytes.Equal(dec.eth.SrcMAC, r.mac)
-		r.frames = appendFrame(r.frames, ci.Timestamp, r.index, out, data[:dec.keep(data)])
+		r.frames.add(ci.Timestamp, r.index, out, data[:dec.keep(data)])
 		if r.s.pcap != nil {
 			ci.InterfaceIndex = r.pcapID
 			r.s.pcap.write(ci, data)

@@ -103,17 +103,43 @@ func eachFrame(b []byte, fn func(frame) error) error {
 	return nil
 }
 
+// frameBuf holds a reader's records in chunks: one slice grown by
+// append copies itself at every doubling, and an agent, which collects
+// rarely, would keep each discarded copy resident.
+type frameBuf struct {
+	chunks [][]byte
+	size   int
+}
+
+const frameChunk = 32 << 10
+
+func (fb *frameBuf) add(ts time.Time, iface int, out bool, data []byte) {
+	need := recHeader + len(data)
+	if n := len(fb.chunks); n == 0 || cap(fb.chunks[n-1])-len(fb.chunks[n-1]) < need {
+		fb.chunks = append(fb.chunks, make([]byte, 0, max(frameChunk, need)))
+	}
+	last := len(fb.chunks) - 1
+	fb.chunks[last] = appendFrame(fb.chunks[last], ts, iface, out, data)
+	fb.size += need
+}
+
 // merge packs the readers' records into one buffer, sorted by time (each
 // reader's own are in ring order, which can step back across CPUs).
 func merge(readers []*reader) []byte {
-	var all []frame
+	n := 0
+	for _, r := range readers {
+		n += r.n
+	}
+	all := make([]frame, 0, n)
 	size := 0
 	for _, r := range readers {
-		_ = eachFrame(r.frames, func(f frame) error {
-			all = append(all, f)
-			return nil
-		})
-		size += len(r.frames)
+		for _, c := range r.frames.chunks {
+			_ = eachFrame(c, func(f frame) error {
+				all = append(all, f)
+				return nil
+			})
+		}
+		size += r.frames.size
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].ts < all[j].ts })
 	out := make([]byte, 0, size)

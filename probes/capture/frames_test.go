@@ -86,10 +86,10 @@ func TestFramesMergeSorted(t *testing.T) {
 	a := &reader{index: 0}
 	b := &reader{index: 1}
 	for _, ms := range []int{1, 4, 3} { // a ring can step back across CPUs
-		a.frames = appendFrame(a.frames, t0.Add(time.Duration(ms)*time.Millisecond), a.index, false, fr)
+		a.frames.add(t0.Add(time.Duration(ms)*time.Millisecond), a.index, false, fr)
 	}
 	for _, ms := range []int{0, 2, 5} {
-		b.frames = appendFrame(b.frames, t0.Add(time.Duration(ms)*time.Millisecond), b.index, true, fr)
+		b.frames.add(t0.Add(time.Duration(ms)*time.Millisecond), b.index, true, fr)
 	}
 	c := obs.Capture{Interfaces: []string{"a", "b"}, Frames: merge([]*reader{a, b})}
 	if err := Unpack(&c); err != nil {
@@ -165,4 +165,41 @@ func BenchmarkCaptureWire(b *testing.B) {
 			b.ReportMetric(float64(len(out)), "wire-bytes")
 		}
 	})
+}
+
+// Records cross the buffer's chunks, and one larger than a chunk gets
+// its own, without a record lost or split.
+func TestFrameBufChunks(t *testing.T) {
+	d := newDecoder()
+	fr := tcpFrame(t, "", true, false)
+	d.decode(fr)
+	big := append(append([]byte(nil), fr...), make([]byte, frameChunk+100)...)
+	r := &reader{}
+	t0 := time.Unix(1764337000, 0)
+	const n = 2000
+	for i := range n {
+		data := fr
+		if i == n/2 {
+			data = big
+		}
+		r.frames.add(t0.Add(time.Duration(i)*time.Microsecond), 0, false, data)
+	}
+	if len(r.frames.chunks) < 3 {
+		t.Fatalf("%d chunks for %d bytes", len(r.frames.chunks), r.frames.size)
+	}
+	c := obs.Capture{Interfaces: []string{"eth0"}, Frames: merge([]*reader{r})}
+	if len(c.Frames) != r.frames.size {
+		t.Errorf("merged %d bytes, buffered %d", len(c.Frames), r.frames.size)
+	}
+	if err := Unpack(&c); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Packets) != n {
+		t.Fatalf("%d packets, want %d", len(c.Packets), n)
+	}
+	for i, p := range c.Packets {
+		if want := t0.Add(time.Duration(i) * time.Microsecond); !p.Time.Equal(want) {
+			t.Fatalf("packet %d at %v, want %v", i, p.Time, want)
+		}
+	}
 }

@@ -19,7 +19,9 @@ import (
 // "TcpExt.A" -> 1.
 func ParseCounters(r io.Reader, into map[string]int64) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	// TcpExt's lines run to a few KiB: grown as needed from bufio's 4 KiB,
+	// not 64 KiB up front for each of the four reads of every host.
+	sc.Buffer(nil, 1<<20)
 	var head []string
 	var prefix string
 	for sc.Scan() {

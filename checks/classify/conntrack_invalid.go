@@ -34,9 +34,11 @@ func conntrackInvalidFinding(v *view, d *Host, rip netip.Addr, m packetMatch, wi
 	}
 	df := d.Facts()
 	if df.Conntrack != nil {
-		n := 0
+		// Entries of this service's test connections only: the client's
+		// others (another service, tracked as usual) say nothing here.
+		n, rep := 0, netip.AddrPortFrom(rip, uint16(m.sport)).String()
 		for _, e := range df.Conntrack {
-			if strings.HasPrefix(e.OrigSrc, v.cip.String()+":") && (e.ReplSrc == "" || strings.HasPrefix(e.ReplSrc, rip.String()+":")) {
+			if e.Proto == m.proto && strings.HasPrefix(e.OrigSrc, v.cip.String()+":") && (e.ReplSrc == "" || e.ReplSrc == rep) {
 				n++
 			}
 		}

@@ -75,9 +75,15 @@ func selfStats() {
 }
 
 func main() {
-	// A check holds every host's observations at once; a soft memory limit
-	// makes the garbage collector work a little harder on a big cluster
-	// instead of letting the heap double (GOMEMLIMIT overrides it).
+	// A check holds every host's observations at once. It collects at a
+	// third of the default pace (the 50-server lab: a tenth less of the
+	// controller's CPU, 40 MiB at its peak instead of 36), and a soft
+	// memory limit makes the collector work harder instead on a cluster
+	// big enough to near the budget of 64 MiB (GOGC and GOMEMLIMIT
+	// override them). The agent sets its own pace.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(300)
+	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(controllerMemLimit)
 	}

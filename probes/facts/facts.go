@@ -93,7 +93,13 @@ func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts {
 			f.Neigh = append(f.Neigh, on)
 		}
 	}
-	if c, err := readCounters(); err != nil {
+	if a.RawCounters {
+		if raw, err := readCountersRaw(); err != nil {
+			fail("counters", err)
+		} else {
+			f.CountersRaw = raw
+		}
+	} else if c, err := readCounters(); err != nil {
 		fail("counters", err)
 	} else {
 		f.Counters = c
@@ -316,19 +322,43 @@ func readSysctls() (map[string]string, error) {
 }
 
 func readCounters() (map[string]int64, error) {
+	raw, err := readCountersRaw()
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]int64{}
+	return out, ParseCounters(strings.NewReader(raw), out)
+}
+
+// readCountersRaw is /proc/net/netstat and /proc/net/snmp, one after the
+// other (ParseCounters reads both).
+func readCountersRaw() (string, error) {
+	var b strings.Builder
 	for _, name := range []string{"netstat", "snmp"} {
-		f, err := os.Open(filepath.Join(procNet, name))
+		c, err := os.ReadFile(filepath.Join(procNet, name))
 		if err != nil {
-			return nil, err
+			return "", err
 		}
-		err = ParseCounters(f, out)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+		b.Write(c)
+		if len(c) > 0 && c[len(c)-1] != '\n' {
+			b.WriteByte('\n')
 		}
 	}
-	return out, nil
+	return b.String(), nil
+}
+
+// Decode turns what an agent sent in its compact forms into the plain
+// data of obs.Facts (CountersRaw into Counters).
+func Decode(f *obs.Facts) error {
+	if f.CountersRaw == "" {
+		return nil
+	}
+	c := map[string]int64{}
+	if err := ParseCounters(strings.NewReader(f.CountersRaw), c); err != nil {
+		return fmt.Errorf("counters: %w", err)
+	}
+	f.Counters, f.CountersRaw = c, ""
+	return nil
 }
 
 func readListeners() ([]obs.Listener, error) {

@@ -232,3 +232,34 @@ func BenchmarkFactsCheck(b *testing.B) {
 		})
 	}
 }
+
+// Counters sent as read come out of Decode as the map the agent would
+// have sent: the same keys, and a bad text is an error, not a silent gap.
+func TestRawCounters(t *testing.T) {
+	testenv.RequireRoot(t)
+	ns := nstest.New(t)
+	var plain, raw obs.Facts
+	ns.MustDo(t, func() error {
+		plain = CollectWith(context.Background(), obs.FactsArgs{SkipConntrack: true, SkipListeners: true, SkipStatic: true})
+		raw = CollectWith(context.Background(), obs.FactsArgs{SkipConntrack: true, SkipListeners: true, SkipStatic: true, RawCounters: true})
+		return nil
+	})
+	if raw.Counters != nil || raw.CountersRaw == "" {
+		t.Fatalf("raw: counters %d, raw %d bytes", len(raw.Counters), len(raw.CountersRaw))
+	}
+	if err := Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw.CountersRaw != "" || len(raw.Counters) < 100 || len(raw.Counters) != len(plain.Counters) {
+		t.Fatalf("decoded %d counters, the map had %d", len(raw.Counters), len(plain.Counters))
+	}
+	for k := range plain.Counters {
+		if _, ok := raw.Counters[k]; !ok {
+			t.Errorf("%s missing after Decode", k)
+		}
+	}
+	bad := obs.Facts{CountersRaw: "Ip: Forwarding DefaultTTL\nIp: 1\n"}
+	if err := Decode(&bad); err == nil {
+		t.Error("a line with fewer values than names decoded without an error")
+	}
+}

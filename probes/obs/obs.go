@@ -20,9 +20,14 @@ type Facts struct {
 	Sysctls  map[string]string `json:"sysctls"` // "net.ipv4.conf.eth0.rp_filter" -> "1"
 	// Counters from /proc/net/netstat and /proc/net/snmp, keyed
 	// "TcpExt.IPReversePathFilter", "Ip.ForwDatagrams", "Icmp.OutRedirects".
-	Counters  map[string]int64 `json:"counters"`
-	NftChains []NftChain       `json:"nft_chains"`
-	NftRules  []NftRule        `json:"nft_rules"`
+	Counters map[string]int64 `json:"counters"`
+	// CountersRaw is how an agent asked for FactsArgs.RawCounters sends
+	// them: /proc/net/netstat and /proc/net/snmp as read, a third of the
+	// cost of the map to encode and decode; facts.Decode parses it into
+	// Counters on arrival, and an observations file holds Counters only.
+	CountersRaw string     `json:"counters_raw,omitempty"`
+	NftChains   []NftChain `json:"nft_chains"`
+	NftRules    []NftRule  `json:"nft_rules"`
 	// IptablesSave is `iptables-save -c` (and the legacy variant) where the
 	// command exists on the host; empty when it does not.
 	IptablesSave string     `json:"iptables_save,omitempty"`
@@ -57,6 +62,8 @@ type FactsArgs struct {
 	SkipListeners bool    `json:"skip_listeners,omitempty"`
 	// SkipStatic leaves out addresses, routes and sysctls.
 	SkipStatic bool `json:"skip_static,omitempty"`
+	// RawCounters sends the counters as read (Facts.CountersRaw).
+	RawCounters bool `json:"raw_counters,omitempty"`
 	// Director also reads which IPVS modules are loaded or loadable: it
 	// means reading modules.dep, which only the director needs.
 	Director bool `json:"director,omitempty"`

@@ -105,7 +105,9 @@ func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts {
 		f.Counters = c
 	}
 	if ctx.Err() == nil {
-		if nc, err := nftables.New(); err != nil {
+		// One netlink socket for the whole read, not one per request (a
+		// listing, then every chain's rules and every map's elements).
+		if nc, err := nftables.New(nftables.AsLasting()); err != nil {
 			fail("nftables", err)
 		} else {
 			chains, rules, err := readNft(nc)

@@ -278,7 +278,7 @@ func NeighState(s int) string {
 }
 
 func readSysctl(key string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(procSys, strings.ReplaceAll(key, ".", "/")))
+	b, err := readProc(filepath.Join(procSys, strings.ReplaceAll(key, ".", "/")))
 	return strings.TrimSpace(string(b)), err
 }
 
@@ -315,7 +315,7 @@ func readSysctls() (map[string]string, error) {
 			if e.IsDir() {
 				continue
 			}
-			if v, err := os.ReadFile(filepath.Join(vs, e.Name())); err == nil {
+			if v, err := readProc(filepath.Join(vs, e.Name())); err == nil {
 				out["net.ipv4.vs."+e.Name()] = strings.TrimSpace(string(v))
 			} // write-only entries are skipped
 		}
@@ -337,7 +337,7 @@ func readCounters() (map[string]int64, error) {
 func readCountersRaw() (string, error) {
 	var b strings.Builder
 	for _, name := range []string{"netstat", "snmp"} {
-		c, err := os.ReadFile(filepath.Join(procNet, name))
+		c, err := readProc(filepath.Join(procNet, name))
 		if err != nil {
 			return "", err
 		}
@@ -415,7 +415,7 @@ func iptablesInUse(rules []obs.NftRule) (nft, legacy bool) {
 			break
 		}
 	}
-	b, err := os.ReadFile("/proc/thread-self/net/ip_tables_names")
+	b, err := readProc("/proc/thread-self/net/ip_tables_names")
 	legacy = err == nil && strings.TrimSpace(string(b)) != ""
 	return nft, legacy
 }

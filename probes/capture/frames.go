@@ -57,9 +57,9 @@ func (d *decoder) keep(data []byte) int {
 	return min(n, l3)
 }
 
-// appendFrame packs one record.
-func appendFrame(b []byte, ts time.Time, iface int, out bool, data []byte) []byte {
-	b = binary.BigEndian.AppendUint64(b, uint64(ts.UnixNano()))
+// appendFrame packs one record; ts is in unix nanoseconds.
+func appendFrame(b []byte, ts int64, iface int, out bool, data []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(ts))
 	b = binary.BigEndian.AppendUint16(b, uint16(iface))
 	if out {
 		b = append(b, 1)
@@ -77,7 +77,7 @@ type frame struct {
 	data  []byte
 }
 
-// frames walks packed records; an error names the offset of a bad one.
+// eachFrame walks packed records; an error names the offset of a bad one.
 func eachFrame(b []byte, fn func(frame) error) error {
 	for off := 0; off < len(b); {
 		if len(b)-off < recHeader {
@@ -104,12 +104,9 @@ func eachFrame(b []byte, fn func(frame) error) error {
 }
 
 // frameBuf holds a reader's records in chunks: one slice grown by
-// append copies itself at every doubling, and an agent, which collects
-// rarely, would keep each discarded copy resident.
-type frameBuf struct {
-	chunks [][]byte
-	size   int
-}
+// append copies itself at every doubling, garbage the size of the capture
+// so far each time.
+type frameBuf struct{ chunks [][]byte }
 
 const frameChunk = 32 << 10
 
@@ -119,8 +116,16 @@ func (fb *frameBuf) add(ts time.Time, iface int, out bool, data []byte) {
 		fb.chunks = append(fb.chunks, make([]byte, 0, max(frameChunk, need)))
 	}
 	last := len(fb.chunks) - 1
-	fb.chunks[last] = appendFrame(fb.chunks[last], ts, iface, out, data)
-	fb.size += need
+	fb.chunks[last] = appendFrame(fb.chunks[last], ts.UnixNano(), iface, out, data)
+}
+
+// size is the bytes of the records held.
+func (fb *frameBuf) size() int {
+	n := 0
+	for _, c := range fb.chunks {
+		n += len(c)
+	}
+	return n
 }
 
 // merge packs the readers' records into one buffer, sorted by time (each
@@ -139,12 +144,12 @@ func merge(readers []*reader) []byte {
 				return nil
 			})
 		}
-		size += r.frames.size
+		size += r.frames.size()
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].ts < all[j].ts })
 	out := make([]byte, 0, size)
 	for _, f := range all {
-		out = appendFrame(out, time.Unix(0, f.ts), f.iface, f.out, f.data)
+		out = appendFrame(out, f.ts, f.iface, f.out, f.data)
 	}
 	return out
 }

@@ -454,7 +454,10 @@ func unamePattern() string {
 // damaged before it was compressed (the controller checks that its cached
 // copy still hashes to what it did when it was written). An upload cut
 // short (the controller gone: sshd hangs up, or the next write to it
-// fails) removes its partial files, also in ~/.cache. `read` takes one
+// fails) removes its partial files, also in ~/.cache. In the run's own
+// directory the agent is unpacked in place, and the compressed copy
+// emptied there (the directory goes when the agent exits); the cache
+// gets it under a temporary name, renamed once whole. `read` takes one
 // byte at a time from a pipe, dd and head stop at N bytes, and the
 // controller sends nothing meant for the agent before "@exec", so nothing
 // meant for the agent is swallowed by the setup.
@@ -473,11 +476,13 @@ keep) if [ -x "$P" ] && [ -s "$P" ]; then M=given; echo "@cache hit"; fi ;;
 temp) D=$(mktemp -d /tmp/lvsdoctor.XXXXXXXX) || { echo "@dir fail"; exit 0; }; P=$D/lvsdoctor; echo "@dir $D" ;;
 esac
 if [ $M != given ]; then
-  @ZSTD@ -V >/dev/null 2>&1 && echo "@zstd"
+  command -v @ZSTD@ >/dev/null 2>&1 && echo "@zstd"
   echo "@wait"
   read -r cmd f size H && [ "$cmd" = upload ] || quit
   case $f in zst) un() { @ZSTD@ -dcq; } ;; gz) un() { gzip -dc; } ;; *) quit ;; esac
-  mkdir -p -m 700 "${P%/*}" && t=$(mktemp "$P.part.XXXXXX") || { echo "@upload fail: cannot create ${P%/*}"; quit; }
+  if [ $M = temp ]; then t=$P
+  else mkdir -p -m 700 "${P%/*}" && t=$(mktemp "$P.part.XXXXXX") || { echo "@upload fail: cannot create ${P%/*}"; quit; }
+  fi
   trap 'rm -f "$t" "$t.z"; quit' HUP INT TERM PIPE
   fail() { rm -f "$t" "$t.z"; echo "@upload fail$1"; quit; }
   if dd if=/dev/null of=/dev/null iflag=fullblock status=none 2>/dev/null; then
@@ -495,8 +500,8 @@ if [ $M != given ]; then
   [ ${#h} = 64 ] || { h=$(sha256sum < "$t.z") && h=${h%% *}; }
   echo "@hash $h"
   [ "$h" = "$H" ] || fail ": hash $h"
-  un < "$t.z" > "$t" && chmod 700 "$t" && mv -f "$t" "$P" || fail
-  rm -f "$t.z"
+  un < "$t.z" > "$t" && chmod 700 "$t" || fail
+  if [ $M = temp ]; then : > "$t.z"; else mv -f "$t" "$P" || fail; rm -f "$t.z"; fi
   trap - HUP INT TERM PIPE
 fi
 echo "@exec"

@@ -257,13 +257,45 @@ const trickleRequest = "GET / HTTP/1.0\r\nHost: lvsdoctor\r\nX-Lvsdoctor-Slow: 1
 // testCount is how many test connections go to each port of a service:
 // two per real server, so that round robin reaches each twice; eight per
 // real server where a hash of the client's address and port picks it (sh,
-// mh), so that each is reached with near certainty. MaxConnections caps it.
+// mh), so that each is reached with near certainty; and under wrr at
+// least one whole weighted cycle, since a light server comes last in it
+// (weights 10 and 1: the eleventh connection is the first to reach the
+// second). MaxConnections caps it.
 func testCount(s topology.Service, opt Options) int {
 	per := 2
 	if s.Scheduler == "sh" || s.Scheduler == "mh" {
 		per = 8
 	}
-	return min(per*len(s.RealServers), opt.MaxConnections)
+	n := per * len(s.RealServers)
+	if s.Scheduler == "wrr" {
+		n = max(n, wrrCycle(s.RealServers))
+	}
+	return min(n, opt.MaxConnections)
+}
+
+// wrrCycle is the length of IPVS's weighted round robin cycle: each
+// server's weight over the weights' greatest common divisor, summed (a
+// server of weight 0 gets nothing).
+func wrrCycle(rs []topology.RealServer) int {
+	g := 0
+	for _, r := range rs {
+		g = gcd(g, r.W())
+	}
+	if g == 0 {
+		return 0
+	}
+	n := 0
+	for _, r := range rs {
+		n += r.W() / g
+	}
+	return n
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // redirectRisk says, from the director's static picture, that it may send

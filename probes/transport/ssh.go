@@ -457,7 +457,9 @@ func unamePattern() string {
 // fails) removes its partial files, also in ~/.cache. In the run's own
 // directory the agent is unpacked in place, and the compressed copy
 // emptied there (the directory goes when the agent exits); the cache
-// gets it under a temporary name, renamed once whole. `read` takes one
+// gets it under a temporary name, renamed once whole, and the copies
+// other builds uploaded there more than a day ago go (a build still in use
+// uploads its own again), so that hosts do not gather one per version. `read` takes one
 // byte at a time from a pipe, dd and head stop at N bytes, and the
 // controller sends nothing meant for the agent before "@exec", so nothing
 // meant for the agent is swallowed by the setup.
@@ -501,7 +503,10 @@ if [ $M != given ]; then
   echo "@hash $h"
   [ "$h" = "$H" ] || fail ": hash $h"
   un < "$t.z" > "$t" && chmod 700 "$t" || fail
-  if [ $M = temp ]; then : > "$t.z"; else mv -f "$t" "$P" || fail; rm -f "$t.z"; fi
+  if [ $M = temp ]; then : > "$t.z"; else
+    mv -f "$t" "$P" || fail; rm -f "$t.z"
+    find "${P%/*}" -maxdepth 1 -name 'lvsdoctor-*' ! -name '*.part.*' -mtime +0 -exec rm -f {} + 2>/dev/null
+  fi
   trap - HUP INT TERM PIPE
 fi
 echo "@exec"

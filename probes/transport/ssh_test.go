@@ -318,6 +318,43 @@ func TestSSHKeepAgentShared(t *testing.T) {
 	}
 }
 
+// TestSSHKeepAgentOldCopies: an upload to the cache removes the copies
+// other builds left there more than a day ago, and leaves recent ones
+// (another build may be running from it) and this build's.
+func TestSSHKeepAgentOldCopies(t *testing.T) {
+	s := startSSHD(t)
+	cache := hostCache(t)
+	cfg := s.config(t, s.knownHosts)
+	p, err := loadPayload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(cache, "lvsdoctor-"+p.hash[:16])) // so that it uploads
+	if err := os.MkdirAll(cache, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(cache, "lvsdoctor-0000000000000000")
+	recent := filepath.Join(cache, "lvsdoctor-1111111111111111")
+	for _, f := range []string{old, recent} {
+		if err := os.WriteFile(f, []byte("#!/bin/sh\n"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chtimes(old, time.Now().Add(-49*time.Hour), time.Now().Add(-49*time.Hour))
+	os.Chtimes(recent, time.Now().Add(-time.Hour), time.Now().Add(-time.Hour))
+	if err := dialClose("lvs-test", Options{SSH: SSHOptions{ConfigFile: cfg, KeepAgent: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Errorf("another build's copy from two days ago is still there")
+	}
+	for _, f := range []string{recent, filepath.Join(cache, "lvsdoctor-"+p.hash[:16])} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v, want it kept", filepath.Base(f), err)
+		}
+	}
+}
+
 // dialClose reaches spec and closes what it got: whether it could.
 func dialClose(spec string, o Options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

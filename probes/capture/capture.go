@@ -45,7 +45,7 @@ const (
 	BlockSize         = 16 << 10
 	NumBlocks         = 32
 	BlockTimeout      = 10 * time.Millisecond // a partly filled block is handed over after this
-	PollTimeout       = 20 * time.Millisecond // no read blocks longer: a stop waits for it
+	PollTimeout       = 20 * time.Millisecond // how long a stop drains a ring that keeps filling
 	DefaultMaxPackets = 2000
 	DefaultMaxTime    = 30 * time.Second
 )
@@ -78,6 +78,8 @@ type reader struct {
 	iface     string
 	mac       net.HardwareAddr
 	tp        *afpacket.TPacket
+	w         *waiter // nil: the ring is looked at every BlockTimeout instead
+	idle      int     // times the ring was found empty
 	pcapID    int
 	index     int      // in the capture's Interfaces
 	kdrops    int      // lost by the ring, from PACKET_STATISTICS
@@ -141,7 +143,7 @@ func (m *Manager) Start(ctx context.Context, a obs.CaptureArgs) (obs.CaptureStar
 			afpacket.OptBlockSize(BlockSize),
 			afpacket.OptNumBlocks(NumBlocks),
 			afpacket.OptBlockTimeout(BlockTimeout),
-			afpacket.OptPollTimeout(PollTimeout),
+			afpacket.OptPollTimeout(0), // an empty ring is waited for by the waiter
 		)
 		if err != nil {
 			errs[i] = fmt.Sprintf("%s: %v", ifc.Name, err)
@@ -153,7 +155,8 @@ func (m *Manager) Start(ctx context.Context, a obs.CaptureArgs) (obs.CaptureStar
 			return
 		}
 		_ = tp.InitSocketStats()
-		readers[i] = &reader{s: s, iface: ifc.Name, mac: ifc.HardwareAddr, tp: tp}
+		w, _ := newWaiter(tp)
+		readers[i] = &reader{s: s, iface: ifc.Name, mac: ifc.HardwareAddr, tp: tp, w: w}
 	})
 	for i := range cand {
 		if readers[i] != nil {
@@ -228,6 +231,11 @@ func newID() string {
 
 func (s *session) requestStop() {
 	s.stopAt.CompareAndSwap(0, time.Now().UnixNano())
+	for _, r := range s.readers {
+		if r.w != nil {
+			r.w.stop()
+		}
+	}
 }
 
 // stopping reports whether a reader should end: a stop was asked and
@@ -242,6 +250,9 @@ func (s *session) stopping(idle bool) bool {
 
 func (s *session) closeAll() {
 	for _, r := range s.readers {
+		if r.w != nil {
+			r.w.close()
+		}
 		r.tp.Close()
 	}
 }
@@ -288,6 +299,9 @@ func (r *reader) run() {
 		}
 		// Closing a packet socket waits out an RCU grace period, and
 		// nothing is read from it any more: the answer need not wait.
+		if r.w != nil {
+			r.w.close()
+		}
 		go r.tp.Close()
 	}()
 	dec := newDecoder()
@@ -296,6 +310,13 @@ func (r *reader) run() {
 		data, ci, err := r.tp.ZeroCopyReadPacketData()
 		if errors.Is(err, afpacket.ErrTimeout) {
 			if r.s.stopping(true) {
+				return
+			}
+			r.idle++
+			if r.w == nil {
+				time.Sleep(BlockTimeout)
+			} else if err := r.w.wait(); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				r.err = err
 				return
 			}
 			continue

@@ -252,3 +252,49 @@ func TestCaptureFlood(t *testing.T) {
 		t.Errorf("heap grew by %d MiB", growth>>20)
 	}
 }
+
+// TestCaptureIdleReadersSleep: a reader whose ring is empty is parked until
+// the kernel hands it a block, not woken on a timer (with a hundred readers
+// at fifty real servers, timed wakeups of blocked threads cost more CPU
+// than the probes); a packet still reaches it, and a stop wakes it at once.
+func TestCaptureIdleReadersSleep(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := nstest.NewPair(t)
+	m := NewManager()
+	st := start(t, p.B, m, obs.CaptureArgs{Hosts: []string{p.AAddr}})
+	m.mu.Lock()
+	s := m.caps[st.ID]
+	m.mu.Unlock()
+	for _, r := range s.readers {
+		if r.w == nil {
+			t.Fatalf("%s: no netpoller waiter: this afpacket version's socket could not be reached", r.iface)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	p.A.MustDo(t, func() error {
+		u, err := net.Dial("udp4", p.BAddr+":9")
+		if err != nil {
+			return err
+		}
+		defer u.Close()
+		_, err = u.Write([]byte("wake"))
+		return err
+	})
+	time.Sleep(100 * time.Millisecond)
+	t0 := time.Now()
+	c := stop(t, m, st.ID)
+	took := time.Since(t0)
+	for _, r := range s.readers {
+		// One look when it started, one per block handed over (the packet,
+		// its ICMP error), one when stopped.
+		if r.idle > 5 {
+			t.Errorf("%s: woke %d times in 400 ms with two packets", r.iface, r.idle)
+		}
+	}
+	if find(c, func(p obs.Packet) bool { return p.Proto == "udp" && p.DstPort == 9 }) == nil {
+		t.Errorf("the packet sent while the reader slept was not captured: %v", c.Packets)
+	}
+	if took > 200*time.Millisecond {
+		t.Errorf("stop took %s", took)
+	}
+}

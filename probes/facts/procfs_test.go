@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -14,7 +15,7 @@ func TestParseCounters(t *testing.T) {
 	in := "TcpExt: SyncookiesSent IPReversePathFilter\nTcpExt: 0 7\nIpExt: InNoRoutes\nIpExt: 3\n" +
 		"Ip: Forwarding DefaultTTL ForwDatagrams\nIp: 1 64 12\nTcp: RtoAlgorithm MaxConn\nTcp: 1 -1\n"
 	m := map[string]int64{}
-	if err := ParseCounters(strings.NewReader(in), m); err != nil {
+	if err := ParseCounters(in, m); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]int64{"TcpExt.IPReversePathFilter": 7, "IpExt.InNoRoutes": 3, "Ip.ForwDatagrams": 12, "Tcp.MaxConn": -1}
@@ -23,7 +24,7 @@ func TestParseCounters(t *testing.T) {
 			t.Errorf("%s = %d, want %d", k, m[k], v)
 		}
 	}
-	if err := ParseCounters(strings.NewReader("Ip: A B\nIp: 1\n"), m); err == nil {
+	if err := ParseCounters("Ip: A B\nIp: 1\n", m); err == nil {
 		t.Error("mismatched line accepted")
 	}
 }
@@ -75,9 +76,88 @@ func FuzzParseIPVS(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) { _, _ = ParseIPVS(strings.NewReader(s)) })
 }
 
+// FuzzParseCounters holds ParseCounters to what a plain reading gives
+// (lines as bufio splits them, fields as strings.Fields does): the same
+// counters, and an error for the same texts.
 func FuzzParseCounters(f *testing.F) {
 	f.Add("Ip: A B\nIp: 1 2\n")
-	f.Fuzz(func(t *testing.T, s string) { _ = ParseCounters(strings.NewReader(s), map[string]int64{}) })
+	f.Add("TcpExt: A\tB\r\nTcpExt: 18446744073709551615 -3\nIp: A\u00a0B\nIp: 1\u00a02\n")
+	f.Add("Ip: A B\nIcmp: X\nIcmp: 1\nIp:\nIp:\n: x\n:\n")
+	if b, err := os.ReadFile("/proc/net/netstat"); err == nil {
+		f.Add(string(b))
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, want := map[string]int64{}, map[string]int64{}
+		err := ParseCounters(s, got)
+		werr := parseCountersPlain(s, want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("error %v, a plain reading: %v", err, werr)
+		}
+		if err == nil && fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("got %v, a plain reading gives %v", got, want)
+		}
+	})
+}
+
+// parseCountersPlain is ParseCounters as first written, with bufio and
+// strings.Fields: the reference for the fuzz test.
+func parseCountersPlain(text string, into map[string]int64) error {
+	var head []string
+	var prefix string
+	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		p, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if head == nil || p != prefix {
+			head, prefix = fields, p
+			continue
+		}
+		if len(fields) != len(head) {
+			return fmt.Errorf("%s: %d names but %d values", p, len(head), len(fields))
+		}
+		for i, f := range fields {
+			v, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				if u, uerr := strconv.ParseUint(f, 10, 64); uerr == nil {
+					v = int64(u >> 1)
+				} else {
+					continue
+				}
+			}
+			into[p+"."+head[i]] = v
+		}
+		head, prefix = nil, ""
+	}
+	return nil
+}
+
+func BenchmarkParseCounters(b *testing.B) {
+	raw, err := readCountersRaw()
+	if err != nil {
+		b.Skip(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ParseCounters(raw, make(map[string]int64, countersHint)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseCountersPlain(b *testing.B) {
+	raw, err := readCountersRaw()
+	if err != nil {
+		b.Skip(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := parseCountersPlain(raw, map[string]int64{}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func TestNeighState(t *testing.T) {

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -92,4 +93,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("accepted a topology without director")
 		}
 	})
+}
+
+// BenchmarkParse50 parses what `lab up --realservers 50` writes: four
+// services of fifty real servers, read before any host is reached.
+func BenchmarkParse50(b *testing.B) {
+	var y strings.Builder
+	y.WriteString("client:\n  name: client\n  host: netns:lvsd-client\n  address: 203.0.113.10\ndirector:\n  host: netns:lvsd-director\nservices:\n")
+	for i, svc := range []string{"vip: 203.0.113.100:80\n    proto: tcp", "vip: 203.0.113.100:53\n    proto: udp", "vip: 203.0.113.100:21\n    proto: tcp", "vip: 203.0.113.100\n    proto: fwmark\n    mark: 1\n    ports: [8080]"} {
+		port := []int{80, 53, 21, 8080}[i]
+		fmt.Fprintf(&y, "  - %s\n    scheduler: rr\n    persistent: false\n    realservers:\n", svc)
+		for rs := 1; rs <= 50; rs++ {
+			fmt.Fprintf(&y, "      - address: 198.18.0.%d:%d\n        name: rs%d\n        host: netns:lvsd-rs%d\n        forward: masq\n        weight: 1\n", rs+1, port, rs, rs)
+		}
+	}
+	data := []byte(y.String())
+	if _, err := Parse("lab.yaml", data); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse("lab.yaml", data); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -103,16 +103,27 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		conns[h.Label] = c
 		return c
 	}
-	defer func() {
-		var wg sync.WaitGroup
-		for _, c := range conns {
-			if c == nil {
-				continue
+	// The hosts are let go once the last observation is in, while the
+	// classifier runs (their agents' exits take as long as it does at
+	// fifty real servers), and in any case before Run returns.
+	var (
+		closeOnce sync.Once
+		closing   sync.WaitGroup
+	)
+	release := func() {
+		closeOnce.Do(func() {
+			for _, c := range conns {
+				if c == nil {
+					continue
+				}
+				closing.Add(1)
+				go func() { defer closing.Done(); c.Close() }()
 			}
-			wg.Add(1)
-			go func() { defer wg.Done(); c.Close() }()
-		}
-		wg.Wait()
+		})
+	}
+	defer func() {
+		release()
+		closing.Wait()
 	}()
 	call := func(h *classify.Host, c *transport.Conn, op string, args, out any) bool {
 		if err := c.Call(ctx, op, args, out); err != nil {
@@ -301,6 +312,7 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		})
 	}
 
+	release()
 	opt.Progress("classifying")
 	r := Judge(in, opt.Strict)
 	r.Version, r.Started = opt.Version, start

@@ -457,7 +457,8 @@ func unamePattern() string {
 // fails) removes its partial files, also in ~/.cache. In the run's own
 // directory the agent is unpacked in place, and the compressed copy
 // emptied there (the directory goes when the agent exits); the cache
-// gets it under a temporary name, renamed once whole, and the copies
+// gets it under a temporary name (this host's name and the shell's PID,
+// created exclusively; mktemp if that name is taken), renamed once whole, and the copies
 // other builds uploaded there more than a day ago go (a build still in use
 // uploads its own again), so that hosts do not gather one per version. `read` takes one
 // byte at a time from a pipe, dd and head stop at N bytes, and the
@@ -483,7 +484,11 @@ if [ $M != given ]; then
   read -r cmd f size H && [ "$cmd" = upload ] || quit
   case $f in zst) un() { @ZSTD@ -dcq; } ;; gz) un() { gzip -dc; } ;; *) quit ;; esac
   if [ $M = temp ]; then t=$P
-  else mkdir -p -m 700 "${P%/*}" && t=$(mktemp "$P.part.XXXXXX") || { echo "@upload fail: cannot create ${P%/*}"; quit; }
+  else
+    [ -d "${P%/*}" ] || mkdir -p -m 700 "${P%/*}" || { echo "@upload fail: cannot create ${P%/*}"; quit; }
+    hn=; read -r hn 2>/dev/null < /proc/sys/kernel/hostname
+    t="$P.part.$hn.$$"; set -C; true 2>/dev/null > "$t"; r=$?; set +C
+    [ $r = 0 ] || t=$(mktemp "$P.part.XXXXXX") || { echo "@upload fail: cannot create ${P%/*}"; quit; }
   fi
   trap 'rm -f "$t" "$t.z"; quit' HUP INT TERM PIPE
   fail() { rm -f "$t" "$t.z"; echo "@upload fail$1"; quit; }
@@ -492,7 +497,7 @@ if [ $M != given ]; then
   else
     rd() { head -c "$1"; }
   fi
-  : > "$t.z" || fail ": cannot write ${P%/*}"
+  true > "$t.z" || fail ": cannot write ${P%/*}"
   while read -r n && [ "$n" != 0 ]; do
     rd "$n" >> "$t.z" || fail ": cannot write ${P%/*}"
     echo "@got"
@@ -503,7 +508,7 @@ if [ $M != given ]; then
   echo "@hash $h"
   [ "$h" = "$H" ] || fail ": hash $h"
   un < "$t.z" > "$t" && chmod 700 "$t" || fail
-  if [ $M = temp ]; then : > "$t.z"; else
+  if [ $M = temp ]; then true > "$t.z"; else
     mv -f "$t" "$P" || fail; rm -f "$t.z"
     find "${P%/*}" -maxdepth 1 -name 'lvsdoctor-*' ! -name '*.part.*' -mtime +0 -exec rm -f {} + 2>/dev/null
   fi

@@ -64,9 +64,65 @@ func TestLabHostLostMidCheck(t *testing.T) {
 	}
 }
 
+// A host that stops answering without closing its connection (its agent
+// frozen once the test connections start: a probe hung there, or the host
+// down behind a network that drops everything) is reported as lost after
+// CallTimeout, not waited for forever; the rest is still checked.
+func TestLabHostHangsMidCheck(t *testing.T) {
+	testenv.RequireRoot(t)
+	transport.Defaults.NetnsPerHost = true
+	defer func() { transport.Defaults.NetnsPerHost = false }()
+	st, top := labtest.Up(t, lab.Options{})
+	ns := st.Host("rs2").Namespace
+	var once sync.Once
+	stopped := 0
+	const limit = 3 * time.Second
+	opt := checks.Options{Version: "test", CallTimeout: limit, Events: func(e checks.Event) {
+		if e.Step == "Q3" && e.State == checks.StateRunning {
+			once.Do(func() { stopped = signalAgentsIn(t, ns, syscall.SIGSTOP) })
+		}
+	}}
+	// The frozen agent is killed when the check lets its host go; should
+	// the test fail first, it is not left stopped.
+	defer signalAgentsIn(t, ns, syscall.SIGKILL)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	r, in := checks.Run(ctx, top, opt)
+	took := time.Since(t0)
+	if stopped == 0 {
+		t.Fatalf("no agent found in %s to freeze", ns)
+	}
+	if took > 3*limit {
+		t.Errorf("the check took %s with a host that stopped answering, bounded by %s a request", took, limit)
+	}
+	if r.Verdict != result.Inconclusive || r.ExitCode() != 3 {
+		dump(t, r, in)
+		t.Fatalf("verdict %s (exit %d), want inconclusive (3)", r.Verdict, r.ExitCode())
+	}
+	lost := false
+	for _, u := range r.Unchecked {
+		if u.Host == "rs2" && strings.Contains(u.Why, "lost mid-check") && strings.Contains(u.Why, "no answer from its agent within 3s") {
+			lost = true
+		}
+	}
+	if !lost {
+		t.Errorf("rs2 is not reported as lost for want of an answer: %+v", r.Unchecked)
+	}
+	for _, s := range r.Steps {
+		if s.Host == "rs1" && s.Status != result.Pass {
+			t.Errorf("rs1 %s %s: %s (%s), want pass: the rest of the cluster is still checked", s.ID, s.Service, s.Status, s.Summary)
+		}
+	}
+}
+
 // killAgentsIn kills the lvsdoctor agents running in the network
 // namespace ns (as the lab names it under /run/netns) and says how many.
-func killAgentsIn(t *testing.T, ns string) int {
+func killAgentsIn(t *testing.T, ns string) int { return signalAgentsIn(t, ns, syscall.SIGKILL) }
+
+// signalAgentsIn sends sig to the lvsdoctor agents running in the network
+// namespace ns and says how many.
+func signalAgentsIn(t *testing.T, ns string, sig syscall.Signal) int {
 	var want syscall.Stat_t
 	if err := syscall.Stat(filepath.Join("/run/netns", ns), &want); err != nil {
 		t.Fatal(err)
@@ -83,7 +139,7 @@ func killAgentsIn(t *testing.T, ns string) int {
 		if len(args) < 2 || string(args[len(args)-1]) != "agent" {
 			continue
 		}
-		if pid, err := strconv.Atoi(filepath.Base(p)); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
+		if pid, err := strconv.Atoi(filepath.Base(p)); err == nil && syscall.Kill(pid, sig) == nil {
 			n++
 		}
 	}

@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -222,7 +223,15 @@ func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, 
 				"capturing while the test connections run")
 		}
 		do(cl, func(c *transport.Conn) {
-			sl.err = c.Call(ctx, agent.OpConnect, sl.args, &sl.res)
+			sl.err = boundedCall(ctx, c, opt.CallTimeout, agent.OpConnect, sl.args, &sl.res)
+			if errors.Is(sl.err, errNoAnswer) {
+				// Its later requests would each wait as long.
+				mu.Lock()
+				if cl.Error == "" {
+					cl.Error = fmt.Sprintf("lost mid-check, during %s: the host went down, or its agent or connection ended (%v); what it showed before is not judged", agent.OpConnect, sl.err)
+				}
+				mu.Unlock()
+			}
 			finished(sl.svc)
 		})
 	}

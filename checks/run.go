@@ -43,6 +43,20 @@ type Options struct {
 	// and arrive in order; the probes wait while it runs.
 	Events  func(Event)
 	Version string
+	// CallTimeout bounds each request to a host's agent (its facts, a
+	// probe, a capture's stop): a probe that hangs, or a host that stops
+	// answering without closing its connection (down behind a silent
+	// network), makes that host inconclusive instead of hanging the check.
+	// Default callTimeout (scaled with Timeout).
+	CallTimeout time.Duration
+}
+
+// callTimeout is the default bound of one agent request. The longest one
+// is the test connections of a service, each bounded by Timeout, plus
+// spaced exchanges and slow uploads of under a second; facts, probes and
+// a capture's stop take milliseconds to a few seconds on a busy host.
+func callTimeout(timeout time.Duration) time.Duration {
+	return 30*time.Second + 10*timeout
 }
 
 func (o *Options) defaults() {
@@ -54,6 +68,9 @@ func (o *Options) defaults() {
 	}
 	if o.Progress == nil {
 		o.Progress = func(string) {}
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = callTimeout(o.Timeout)
 	}
 }
 
@@ -126,11 +143,11 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		closing.Wait()
 	}()
 	call := func(h *classify.Host, c *transport.Conn, op string, args, out any) bool {
-		if err := c.Call(ctx, op, args, out); err != nil {
+		if err := boundedCall(ctx, c, opt.CallTimeout, op, args, out); err != nil {
 			mu.Lock()
 			if h.Error == "" {
 				h.Error = fmt.Sprintf("%s failed: %v", op, err)
-				if errors.Is(err, agent.ErrClosed) && ctx.Err() == nil {
+				if (errors.Is(err, agent.ErrClosed) || errors.Is(err, errNoAnswer)) && ctx.Err() == nil {
 					// It answered before: the host, its agent or the
 					// SSH connection went away during the check.
 					h.Error = fmt.Sprintf("lost mid-check, during %s: the host went down, or its agent or connection ended (%v); what it showed before is not judged", op, err)
@@ -168,7 +185,7 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		// A client without an address in the file: ask it which source
 		// it uses toward the VIP (it may sit behind NAT).
 		if cl := in.Hosts[top.Client.Label()]; dial(cl) != nil {
-			cip = clientAddress(ctx, top, usable(cl))
+			cip = clientAddress(ctx, top, usable(cl), opt.CallTimeout)
 		}
 		if cip.IsValid() {
 			in.Hosts[top.Client.Label()].Address = cip.String()
@@ -337,14 +354,28 @@ func each(in *classify.Input, fn func(h *classify.Host)) {
 }
 
 // clientAddress is the source the client uses toward the first VIP.
-func clientAddress(ctx context.Context, top *topology.Topology, c *transport.Conn) netip.Addr {
+func clientAddress(ctx context.Context, top *topology.Topology, c *transport.Conn, limit time.Duration) netip.Addr {
 	if c == nil || len(top.Services) == 0 {
 		return netip.Addr{}
 	}
 	var rg obs.RouteGet
-	if err := c.Call(ctx, agent.OpRouteGet, obs.RouteGetArgs{Dst: top.Services[0].VIPPort().Addr().String()}, &rg); err != nil {
+	if err := boundedCall(ctx, c, limit, agent.OpRouteGet, obs.RouteGetArgs{Dst: top.Services[0].VIPPort().Addr().String()}, &rg); err != nil {
 		return netip.Addr{}
 	}
 	a, _ := netip.ParseAddr(rg.PrefSrc)
 	return a
+}
+
+// errNoAnswer is an agent request that outlived Options.CallTimeout.
+var errNoAnswer = errors.New("no answer")
+
+// boundedCall is c.Call bounded by limit (the check's own end aside).
+func boundedCall(ctx context.Context, c *transport.Conn, limit time.Duration, op string, args, out any) error {
+	cctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	err := c.Call(cctx, op, args, out)
+	if err != nil && ctx.Err() == nil && cctx.Err() != nil {
+		return fmt.Errorf("%w from its agent within %s (a probe that hangs there, or the host stopped answering)", errNoAnswer, limit)
+	}
+	return err
 }

@@ -28,8 +28,8 @@ type nsAgent struct {
 	// network namespace each, about 3 ms apiece, at fifty real servers).
 	started chan struct{}
 	err     error
-	refs   int
-	hosts  []string // every namespace served, for the benchmark's stats
+	refs    int
+	hosts   []string // every namespace served, for the benchmark's stats
 }
 
 // hostsPerAgent bounds the hosts one agent process serves at once.

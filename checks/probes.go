@@ -2,7 +2,6 @@ package checks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -224,11 +223,11 @@ func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, 
 		}
 		do(cl, func(c *transport.Conn) {
 			sl.err = boundedCall(ctx, c, opt.CallTimeout, agent.OpConnect, sl.args, &sl.res)
-			if errors.Is(sl.err, errNoAnswer) {
-				// Its later requests would each wait as long.
+			if lost(ctx, sl.err) {
+				// Its later requests would each fail, or wait as long.
 				mu.Lock()
 				if cl.Error == "" {
-					cl.Error = fmt.Sprintf("lost mid-check, during %s: the host went down, or its agent or connection ended (%v); what it showed before is not judged", agent.OpConnect, sl.err)
+					cl.Error = lostMidCheck(agent.OpConnect, sl.err)
 				}
 				mu.Unlock()
 			}

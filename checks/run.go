@@ -147,10 +147,8 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 			mu.Lock()
 			if h.Error == "" {
 				h.Error = fmt.Sprintf("%s failed: %v", op, err)
-				if (errors.Is(err, agent.ErrClosed) || errors.Is(err, errNoAnswer)) && ctx.Err() == nil {
-					// It answered before: the host, its agent or the
-					// SSH connection went away during the check.
-					h.Error = fmt.Sprintf("lost mid-check, during %s: the host went down, or its agent or connection ended (%v); what it showed before is not judged", op, err)
+				if lost(ctx, err) {
+					h.Error = lostMidCheck(op, err)
 				}
 			}
 			mu.Unlock()
@@ -364,6 +362,17 @@ func clientAddress(ctx context.Context, top *topology.Topology, c *transport.Con
 	}
 	a, _ := netip.ParseAddr(rg.PrefSrc)
 	return a
+}
+
+// lost says err ended a request to a host that answered before: the host,
+// its agent or the SSH connection went away during the check, or stopped
+// answering.
+func lost(ctx context.Context, err error) bool {
+	return (errors.Is(err, agent.ErrClosed) || errors.Is(err, errNoAnswer)) && ctx.Err() == nil
+}
+
+func lostMidCheck(op string, err error) string {
+	return fmt.Sprintf("lost mid-check, during %s: the host went down, or its agent or connection ended (%v); what it showed before is not judged", op, err)
 }
 
 // errNoAnswer is an agent request that outlived Options.CallTimeout.

@@ -18,12 +18,12 @@ import (
 // OS thread, woke every PollTimeout to look at the stop flag, and, since
 // Go's scheduler takes a processor back from a thread that stays in a
 // system call for more than 10 ms, kept each agent's sysmon polling at its
-// fastest. At fifty real servers (a hundred readers) that came to about
-// 650 thread starts and 35,000 context switches per check. The ring is
-// read with a zero poll timeout instead, and an empty one is waited for
-// in Go's netpoller, on a duplicate of the packet socket: a parked
-// goroutine, woken by the kernel when it retires a block (readable, in
-// poll's terms) or by a read deadline when the capture stops.
+// fastest. The ring is read with a zero poll timeout instead, and an empty
+// one is waited for in Go's netpoller, on a duplicate of the packet
+// socket: a parked goroutine, woken by the kernel when it retires a block
+// (readable, in poll's terms) or by a read deadline when the capture
+// stops. At fifty real servers (a hundred readers) a check's context
+// switches went from 34,900 to 28,900, and its agents' CPU down by a tenth.
 type waiter struct {
 	f  *os.File
 	rc interface {

@@ -456,14 +456,15 @@ func unamePattern() string {
 // short (the controller gone: sshd hangs up, or the next write to it
 // fails) removes its partial files, also in ~/.cache. In the run's own
 // directory the agent is unpacked in place, and the compressed copy
-// emptied there (the directory goes when the agent exits); the cache
-// gets it under a temporary name (this host's name and the shell's PID,
-// created exclusively; mktemp if that name is taken), renamed once whole, and the copies
-// other builds uploaded there more than a day ago go (a build still in use
-// uploads its own again), so that hosts do not gather one per version. `read` takes one
-// byte at a time from a pipe, dd and head stop at N bytes, and the
-// controller sends nothing meant for the agent before "@exec", so nothing
-// meant for the agent is swallowed by the setup.
+// emptied there (the directory goes when the agent exits); the cache gets
+// it under a temporary name (this host's name and the shell's PID,
+// created exclusively; mktemp if that name is taken), renamed once whole,
+// and the copies other builds uploaded there more than a day ago go (a
+// build still in use uploads its own again), so that hosts do not gather
+// one per version. `read` takes one byte at a time from a pipe, dd and
+// head stop at N bytes, and the controller sends nothing meant for the
+// agent before "@exec", so nothing meant for the agent is swallowed by the
+// setup.
 const setupScript = `umask 077
 S=; D=; A=; U=; M=@MODE@; P=@PATH@
 [ -r /proc/sys/kernel/arch ] && read -r A < /proc/sys/kernel/arch

@@ -201,15 +201,7 @@ func TestCaptureMaxTime(t *testing.T) {
 	m := NewManager()
 	st := start(t, p.B, m, obs.CaptureArgs{Hosts: []string{p.AAddr}, MaxTime: 100 * time.Millisecond})
 	time.Sleep(300 * time.Millisecond)
-	p.A.MustDo(t, func() error {
-		u, err := net.Dial("udp4", p.BAddr+":9")
-		if err != nil {
-			return err
-		}
-		defer u.Close()
-		_, err = u.Write([]byte("late"))
-		return err
-	})
+	sendUDP(t, p, "late")
 	c := stop(t, m, st.ID)
 	if len(c.Packets) != 0 {
 		t.Errorf("captured after MaxTime: %v", c.Packets)
@@ -271,15 +263,7 @@ func TestCaptureIdleReadersSleep(t *testing.T) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
-	p.A.MustDo(t, func() error {
-		u, err := net.Dial("udp4", p.BAddr+":9")
-		if err != nil {
-			return err
-		}
-		defer u.Close()
-		_, err = u.Write([]byte("wake"))
-		return err
-	})
+	sendUDP(t, p, "wake")
 	time.Sleep(100 * time.Millisecond)
 	t0 := time.Now()
 	c := stop(t, m, st.ID)
@@ -297,4 +281,18 @@ func TestCaptureIdleReadersSleep(t *testing.T) {
 	if took > 200*time.Millisecond {
 		t.Errorf("stop took %s", took)
 	}
+}
+
+// sendUDP sends one datagram from A to B's discard port.
+func sendUDP(t *testing.T, p *nstest.Pair, payload string) {
+	t.Helper()
+	p.A.MustDo(t, func() error {
+		u, err := net.Dial("udp4", p.BAddr+":9")
+		if err != nil {
+			return err
+		}
+		defer u.Close()
+		_, err = u.Write([]byte(payload))
+		return err
+	})
 }

@@ -323,13 +323,8 @@ func TestSSHKeepAgentShared(t *testing.T) {
 // (another build may be running from it) and this build's.
 func TestSSHKeepAgentOldCopies(t *testing.T) {
 	s := startSSHD(t)
-	cache := hostCache(t)
+	cache, p := uncachedAgent(t)
 	cfg := s.config(t, s.knownHosts)
-	p, err := loadPayload()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(filepath.Join(cache, "lvsdoctor-"+p.hash[:16])) // so that it uploads
 	if err := os.MkdirAll(cache, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -394,13 +389,8 @@ func hostCache(t *testing.T) string {
 // no partial copy in the host's cache.
 func TestSSHKeepAgentInterrupted(t *testing.T) {
 	s := startSSHD(t)
-	cache := hostCache(t)
+	cache, _ := uncachedAgent(t)
 	cfg := s.config(t, s.knownHosts)
-	p, err := loadPayload()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(filepath.Join(cache, "lvsdoctor-"+p.hash[:16])) // so that it uploads
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -436,6 +426,18 @@ func TestSSHKeepAgentInterrupted(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// uncachedAgent is the host's cache (hostCache) without this build's
+// agent in it, so that the next run uploads one, and this build.
+func uncachedAgent(t *testing.T) (string, payload) {
+	cache := hostCache(t)
+	p, err := loadPayload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(cache, "lvsdoctor-"+p.hash[:16]))
+	return cache, p
 }
 
 // resetUpload forgets the compressed agent, as a new process would.

@@ -26,25 +26,7 @@ import (
 // others are still checked and the verdict is inconclusive, not a fault
 // made up from the half of its observations that exists.
 func TestLabHostLostMidCheck(t *testing.T) {
-	testenv.RequireRoot(t)
-	// rs2's agent must be able to end alone, as a remote host's does.
-	transport.Defaults.NetnsPerHost = true
-	defer func() { transport.Defaults.NetnsPerHost = false }()
-	st, top := labtest.Up(t, lab.Options{})
-	ns := st.Host("rs2").Namespace
-	var once sync.Once
-	killed := 0
-	opt := checks.Options{Version: "test", Events: func(e checks.Event) {
-		if e.Step == "Q3" && e.State == checks.StateRunning {
-			once.Do(func() { killed = killAgentsIn(t, ns) })
-		}
-	}}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	r, in := checks.Run(ctx, top, opt)
-	if killed == 0 {
-		t.Fatalf("no agent found in %s to kill", ns)
-	}
+	r, in, _ := runSignallingRS2(t, syscall.SIGKILL, checks.Options{Version: "test"})
 	wantLost(t, r, in, "rs2", "lost mid-check, during")
 }
 
@@ -53,34 +35,43 @@ func TestLabHostLostMidCheck(t *testing.T) {
 // down behind a network that drops everything) is reported as lost after
 // CallTimeout, not waited for forever; the rest is still checked.
 func TestLabHostHangsMidCheck(t *testing.T) {
+	const limit = 3 * time.Second
+	r, in, took := runSignallingRS2(t, syscall.SIGSTOP, checks.Options{Version: "test", CallTimeout: limit})
+	if took > 3*limit {
+		t.Errorf("the check took %s with a host that stopped answering, bounded by %s a request", took, limit)
+	}
+	wantLost(t, r, in, "rs2", "lost mid-check", "no answer from its agent within 3s")
+}
+
+// runSignallingRS2 checks a lab whose hosts each have an agent of their
+// own (rs2's must be able to end alone, as a remote host's does), sends
+// sig to rs2's agent once the test connections start, and returns the
+// result and how long the check took. rs2's agent is killed at the end,
+// so that a frozen one is never left behind.
+func runSignallingRS2(t *testing.T, sig syscall.Signal, opt checks.Options) (*result.Result, *classify.Input, time.Duration) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	transport.Defaults.NetnsPerHost = true
 	defer func() { transport.Defaults.NetnsPerHost = false }()
 	st, top := labtest.Up(t, lab.Options{})
 	ns := st.Host("rs2").Namespace
 	var once sync.Once
-	stopped := 0
-	const limit = 3 * time.Second
-	opt := checks.Options{Version: "test", CallTimeout: limit, Events: func(e checks.Event) {
+	signalled := 0
+	opt.Events = func(e checks.Event) {
 		if e.Step == "Q3" && e.State == checks.StateRunning {
-			once.Do(func() { stopped = signalAgentsIn(t, ns, syscall.SIGSTOP) })
+			once.Do(func() { signalled = signalAgentsIn(t, ns, sig) })
 		}
-	}}
-	// The frozen agent is killed when the check lets its host go; should
-	// the test fail first, it is not left stopped.
+	}
 	defer signalAgentsIn(t, ns, syscall.SIGKILL)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	t0 := time.Now()
 	r, in := checks.Run(ctx, top, opt)
 	took := time.Since(t0)
-	if stopped == 0 {
-		t.Fatalf("no agent found in %s to freeze", ns)
+	if signalled == 0 {
+		t.Fatalf("no agent found in %s to signal", ns)
 	}
-	if took > 3*limit {
-		t.Errorf("the check took %s with a host that stopped answering, bounded by %s a request", took, limit)
-	}
-	wantLost(t, r, in, "rs2", "lost mid-check", "no answer from its agent within 3s")
+	return r, in, took
 }
 
 // wantLost checks an inconclusive result that names host as unchecked with
@@ -113,12 +104,8 @@ func wantLost(t *testing.T, r *result.Result, in *classify.Input, host string, w
 	}
 }
 
-// killAgentsIn kills the lvsdoctor agents running in the network
-// namespace ns (as the lab names it under /run/netns) and says how many.
-func killAgentsIn(t *testing.T, ns string) int { return signalAgentsIn(t, ns, syscall.SIGKILL) }
-
 // signalAgentsIn sends sig to the lvsdoctor agents running in the network
-// namespace ns and says how many.
+// namespace ns (as the lab names it under /run/netns) and says how many.
 func signalAgentsIn(t *testing.T, ns string, sig syscall.Signal) int {
 	var want syscall.Stat_t
 	if err := syscall.Stat(filepath.Join("/run/netns", ns), &want); err != nil {

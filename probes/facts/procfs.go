@@ -45,7 +45,7 @@ func ParseCounters(text string, into map[string]int64) error {
 			continue
 		}
 		haveHead = false
-		names, values := splitter{s: head}, splitter{s: fields}
+		names, values := newSplitter(head), newSplitter(fields)
 		if nn, nv := names.count(), values.count(); nn != nv {
 			return fmt.Errorf("%s: %d names but %d values", p, nn, nv)
 		}
@@ -77,26 +77,20 @@ type splitter struct {
 	s      string
 	fields []string // for a line beyond ASCII
 	wide   bool
-	init   bool
 }
 
 var asciiSpace = [256]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
 
-func (sp *splitter) start() {
-	if sp.init {
-		return
-	}
-	sp.init = true
-	for i := 0; i < len(sp.s); i++ {
-		if sp.s[i] >= 0x80 {
-			sp.wide, sp.fields = true, strings.Fields(sp.s)
-			return
+func newSplitter(s string) splitter {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return splitter{wide: true, fields: strings.Fields(s)}
 		}
 	}
+	return splitter{s: s}
 }
 
 func (sp *splitter) count() int {
-	sp.start()
 	if sp.wide {
 		return len(sp.fields)
 	}
@@ -112,7 +106,6 @@ func (sp *splitter) count() int {
 }
 
 func (sp *splitter) next() (string, bool) {
-	sp.start()
 	if sp.wide {
 		if len(sp.fields) == 0 {
 			return "", false

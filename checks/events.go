@@ -2,7 +2,6 @@ package checks
 
 import (
 	"fmt"
-	"net/netip"
 	"sync"
 
 	"github.com/lvsdoctor/lvsdoctor/checks/classify"
@@ -227,57 +226,6 @@ func pingOutcome(label, rip, cip string, p *obs.Ping) (State, string) {
 		return StateFail, fmt.Sprintf("%s (%s) cannot ping %s: %s", label, rip, cip, p.Error)
 	}
 	return StateFail, fmt.Sprintf("%s (%s) pings %s: %d/%d replies", label, rip, cip, p.Received, p.Sent)
-}
-
-// traceOutcome is Q.2 as the traceroute saw it: is its first hop the DIP
-// (the director's address on the real server's subnet, from the
-// director's static picture)? A client that is the director itself is
-// reached in one hop.
-func traceOutcome(d *classify.Host, rip, cip netip.Addr, t *obs.Trace) (State, string) {
-	switch {
-	case t.Error != "":
-		return StateFail, "traceroute: " + t.Error
-	case len(t.Hops) == 0 || t.Hops[0].Addr == "":
-		return StateFail, fmt.Sprintf("traceroute from %s: no answer from the first hop", rip)
-	}
-	first := t.Hops[0].Addr
-	if first == cip.String() && holds(d, cip) {
-		return StatePass, fmt.Sprintf("reaches %s, the director itself, in 1 hop", cip)
-	}
-	if dip := dipOf(d, rip); dip.IsValid() && first != dip.String() {
-		return StateFail, fmt.Sprintf("first hop %s, not the DIP %s", first, dip)
-	}
-	if t.Reached {
-		return StatePass, fmt.Sprintf("via %s (DIP), reaches %s in %d hops", first, cip, len(t.Hops))
-	}
-	return StatePass, fmt.Sprintf("via %s (DIP); no answer from %s itself (ICMP rate limit or a firewall)", first, cip)
-}
-
-// dipOf is the director's address on the subnet that holds rip.
-func dipOf(d *classify.Host, rip netip.Addr) netip.Addr {
-	if d == nil || d.Before == nil {
-		return netip.Addr{}
-	}
-	for _, a := range d.Before.Addrs {
-		p, err := netip.ParsePrefix(a.Prefix)
-		if err == nil && p.Bits() < 32 && p.Masked().Contains(rip) {
-			return p.Addr()
-		}
-	}
-	return netip.Addr{}
-}
-
-// holds says the director has a among its addresses.
-func holds(d *classify.Host, a netip.Addr) bool {
-	if d == nil || d.Before == nil {
-		return false
-	}
-	for _, ad := range d.Before.Addrs {
-		if p, err := netip.ParsePrefix(ad.Prefix); err == nil && p.Addr() == a {
-			return true
-		}
-	}
-	return false
 }
 
 // hostError is what went wrong on h, read under the lock probes write it

@@ -98,8 +98,9 @@ func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, 
 				if call(h, c, agent.OpTrace, obs.TraceArgs{Src: rip, Dst: cip.String(), MaxHops: 8, Timeout: opt.Timeout}, &t) {
 					mu.Lock()
 					h.Trace = &t
+					st, sum := classify.TraceStep(d, h, ripAddr, cip)
 					mu.Unlock()
-					e.State, e.Summary = traceOutcome(d, ripAddr, cip, &t)
+					e.State, e.Summary = State(st), sum
 				} else {
 					e.State, e.Summary = StateError, "traceroute could not run: "+hostError(h, mu)
 				}

@@ -98,29 +98,13 @@ func (v *view) steps() []result.Step {
 		st = append(st, q1)
 
 		q2 := result.Step{ID: "Q2", Host: h.Label, Commands: []string{fmt.Sprintf("traceroute -n -s %s %s", rip, cip), fmt.Sprintf("ip route get %s from %s", cip, rip)}}
-		dip, _ := v.dipFor(v.rip(h))
 		switch {
 		case h.Error != "":
 			q2.Status, q2.Summary = result.Error, "not reached: "+h.Error
 		case h.Trace == nil:
 			q2.Status, q2.Summary = result.Skipped, "not run"
-		case h.Trace.Error != "":
-			q2.Status, q2.Summary = result.Fail, "traceroute: "+h.Trace.Error
-		case len(h.Trace.Hops) == 0 || h.Trace.Hops[0].Addr == "":
-			q2.Status, q2.Summary = result.Fail, fmt.Sprintf("traceroute from %s: no answer from the first hop", rip)
-		case h.Trace.Hops[0].Addr == cip && v.director != nil && ifaceHolding(v.director, v.cip) != "":
-			// client-on-director: the director itself is the destination.
-			q2.Status, q2.Summary = result.Pass, fmt.Sprintf("reaches %s, the director itself (client-on-director), in 1 hop", cip)
-		case dip.IsValid() && h.Trace.Hops[0].Addr != dip.String():
-			q2.Status, q2.Summary = result.Fail, fmt.Sprintf("first hop %s, not the DIP %s", h.Trace.Hops[0].Addr, dip)
 		default:
-			q2.Status = result.Pass
-			q2.Summary = fmt.Sprintf("via %s (DIP)", h.Trace.Hops[0].Addr)
-			if h.Trace.Reached {
-				q2.Summary += fmt.Sprintf(", reaches %s in %d hops", cip, len(h.Trace.Hops))
-			} else {
-				q2.Summary += "; the client's last-hop answer did not come (ICMP rate limit or a firewall)"
-			}
+			q2.Status, q2.Summary = TraceStep(v.director, h, v.rip(h), v.cip)
 		}
 		q2s = append(q2s, q2)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lvsdoctor/lvsdoctor/checks/result"
 	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 )
@@ -186,6 +187,43 @@ func (v *view) ingress() string {
 		}
 	}
 	return ""
+}
+
+// TraceStep is Q.2 for a real server whose traceroute to the client came
+// back: is its first hop the DIP (the director's address on the real
+// server's subnet)? A first hop that did not answer is read from the
+// real server's `ip route get CIP from RIP` instead: a director that got
+// the probes but is out of ICMP budget for this real server (a burst of
+// six, one more a second) answers none of them, which says nothing of
+// the way back. A client that is the director itself is reached in one
+// hop.
+func TraceStep(director, rs *Host, rip, cip netip.Addr) (result.Status, string) {
+	t := rs.Trace
+	var dip netip.Addr
+	if director != nil {
+		if _, p := ifaceFacing(director, rip); p.IsValid() {
+			dip = p.Addr()
+		}
+	}
+	if t.Error != "" {
+		return result.Fail, "traceroute: " + t.Error
+	}
+	if len(t.Hops) == 0 || t.Hops[0].Addr == "" {
+		if rg := routeGet(rs, cip.String(), rip.String(), ""); rg != nil && rg.Error == "" && dip.IsValid() && rg.Gateway == dip.String() {
+			return result.Pass, fmt.Sprintf("via %s (DIP) by ip route get; the traceroute's first hop did not answer (the director's ICMP rate limit, or a firewall)", dip)
+		}
+		return result.Fail, fmt.Sprintf("traceroute from %s: no answer from the first hop", rip)
+	}
+	first := t.Hops[0].Addr
+	switch {
+	case first == cip.String() && director != nil && ifaceHolding(director, cip) != "":
+		return result.Pass, fmt.Sprintf("reaches %s, the director itself (client-on-director), in 1 hop", cip)
+	case dip.IsValid() && first != dip.String():
+		return result.Fail, fmt.Sprintf("first hop %s, not the DIP %s", first, dip)
+	case t.Reached:
+		return result.Pass, fmt.Sprintf("via %s (DIP), reaches %s in %d hops", first, cip, len(t.Hops))
+	}
+	return result.Pass, fmt.Sprintf("via %s (DIP); the client's last-hop answer did not come (ICMP rate limit or a firewall)", first)
 }
 
 // routeGet finds a route lookup the check made on the host.

@@ -2,14 +2,17 @@
 // once: one UDP probe per TTL to port BasePort+TTL from a socket bound to
 // Src, the answers read from a raw ICMP socket and matched by the quoted
 // IP/UDP header (destination, our source port, and the destination port
-// that names the TTL).
+// that names the TTL). A hop that stays silent while one beyond it
+// answered is asked again, like traceroute's further queries per hop.
 package traceroute
 
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"golang.org/x/net/icmp"
@@ -27,6 +30,14 @@ const (
 	// SettleMin is the least time waited for further answers after the
 	// latest one, once the first hop has answered.
 	SettleMin = 150 * time.Millisecond
+	// RetryGap apart, up to Retries times, the silent hops in front of
+	// the furthest answer are probed again. A router's ICMP errors share
+	// one budget per namespace (net.ipv4.icmp_msgs_burst, 50, refilled
+	// at icmp_msgs_per_sec, 1000/s): fifty real servers tracing through
+	// their director at once empty it, and the first hops it could not
+	// answer read as silent for the whole timeout. RetryGap refills it.
+	RetryGap = 50 * time.Millisecond
+	Retries  = 2
 )
 
 // Run traces the path to a.Dst. It waits at most a.Timeout once for all
@@ -80,35 +91,62 @@ func Run(ctx context.Context, a obs.TraceArgs) obs.Trace {
 	hops := make([]obs.Hop, a.MaxHops)
 	sent := make([]time.Time, a.MaxHops)
 	payload := []byte("lvsdoctor-traceroute")
-	for i := range hops {
-		ttl := i + 1
-		hops[i].TTL = ttl
+	send := func(ttl int) error {
 		if err := pc.SetTTL(ttl); err != nil {
-			res.Error = "set ttl: " + err.Error()
-			return res
+			return fmt.Errorf("set ttl: %w", err)
 		}
-		sent[i] = time.Now()
+		sent[ttl-1] = time.Now()
 		if _, err := uc.WriteTo(payload, &net.UDPAddr{IP: dst, Port: BasePort + ttl}); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		return nil
+	}
+	for i := range hops {
+		hops[i].TTL = i + 1
+		if err := send(i + 1); err != nil {
 			// ENETUNREACH and friends: the path ends here, on this host.
-			res.Error = "send: " + err.Error()
+			res.Error = err.Error()
 			res.Hops = hops[:0]
 			return res
 		}
 	}
 
-	// Stop reading when ctx ends, too.
+	// Stop reading when ctx ends, too: the deadline set here after a
+	// check of ctx, or the one this sets once ctx ended, whichever is
+	// later, holds.
 	stop := context.AfterFunc(ctx, func() { _ = ic.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	_ = ic.SetReadDeadline(deadline)
 
-	end := 0 // TTL of the answer that ended the path (0: none yet)
+	end := 0           // TTL of the answer that ended the path (0: none yet)
+	until := deadline  // moved closer once the first hop answered
+	retries := Retries // rounds of probes left for silent hops
+	retryAt := time.Now().Add(RetryGap)
 	buf := make([]byte, 1500)
 	for !complete(hops, end) {
-		n, peer, err := ic.ReadFrom(buf)
-		if err != nil {
-			break // deadline or closed
+		wait := until
+		if retries > 0 && retryAt.Before(wait) {
+			wait = retryAt
 		}
+		_ = ic.SetReadDeadline(wait)
+		if ctx.Err() != nil {
+			break
+		}
+		n, peer, err := ic.ReadFrom(buf)
 		now := time.Now()
+		if err != nil {
+			if ctx.Err() != nil || !errors.Is(err, os.ErrDeadlineExceeded) || now.Before(wait) || !wait.Before(until) {
+				break // ctx ended, the socket failed, or the wait is over
+			}
+			retries--
+			retryAt = now.Add(RetryGap)
+			for _, ttl := range silent(hops, end) {
+				if send(ttl) != nil {
+					retries = 0
+					break
+				}
+			}
+			continue
+		}
 		typ, code, ttl, ok := match(buf[:n], dst, sport, a.MaxHops)
 		if !ok || hops[ttl-1].Addr != "" {
 			continue
@@ -126,9 +164,8 @@ func Run(ctx context.Context, a obs.TraceArgs) obs.Trace {
 		// traceroutes are often never sent, and waiting the whole timeout
 		// for them would cost every healthy check a second.
 		if hops[0].Addr != "" {
-			settle := max(SettleMin, 2*h.RTT)
-			if d := now.Add(settle); d.Before(deadline) {
-				_ = ic.SetReadDeadline(d)
+			if d := now.Add(max(SettleMin, 2*h.RTT)); d.Before(deadline) {
+				until = d
 			}
 		}
 	}
@@ -142,6 +179,33 @@ func Run(ctx context.Context, a obs.TraceArgs) obs.Trace {
 	}
 	res.Hops = hops
 	return res
+}
+
+// silent lists the TTLs worth probing again: the silent hops in front of
+// the furthest answer, or the first hop while nothing answered. A silent
+// hop beyond every answer is left alone: behind a masquerading director
+// that is the destination, whose answers to one peer are limited to a
+// burst of six a second, which no retry soon after gets past.
+func silent(hops []obs.Hop, end int) []int {
+	far := 0 // the furthest TTL that answered, up to the end of the path
+	for i, h := range hops {
+		if h.Addr != "" {
+			far = i + 1
+		}
+	}
+	if end > 0 && end < far {
+		far = end
+	}
+	if far == 0 {
+		return []int{1}
+	}
+	var ttls []int
+	for ttl := 1; ttl < far; ttl++ {
+		if hops[ttl-1].Addr == "" {
+			ttls = append(ttls, ttl)
+		}
+	}
+	return ttls
 }
 
 // complete reports whether every hop up to the end of the path answered.

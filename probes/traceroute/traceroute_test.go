@@ -2,6 +2,9 @@ package traceroute
 
 import (
 	"context"
+	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,6 +55,72 @@ func TestTraceConcurrent(t *testing.T) {
 		t.Logf("%d: %s", i, String(r))
 		if len(r.Hops) < 1 || r.Hops[0].Addr != n.RA {
 			t.Errorf("trace %d: hop 1 should be %s: %+v", i, n.RA, r.Hops)
+		}
+	}
+}
+
+// TestTraceRetriesSilentHop: a router that drops its first time-exceeded
+// message (as one out of ICMP budget does) is still the first hop, found
+// by the next round of probes instead of a second's wait.
+func TestTraceRetriesSilentHop(t *testing.T) {
+	testenv.RequireRoot(t)
+	nft := testenv.RequireCommand(t, "nft", "nftables")
+	n := nstest.NewRouted(t)
+	// One time-exceeded message is 76 bytes (IP, ICMP, the quoted IP and
+	// UDP headers and the 20-byte payload): the quota lets the first one
+	// match, and none after it.
+	rules := `table ip lvspt {
+	chain out {
+		type filter hook output priority 0
+		icmp type time-exceeded quota until 100 bytes drop
+	}
+}`
+	cmd := exec.Command("ip", "netns", "exec", n.R.Name, nft, "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	var r obs.Trace
+	start := time.Now()
+	n.A.MustDo(t, func() error {
+		r = Run(context.Background(), obs.TraceArgs{Src: n.AAddr, Dst: n.BAddr, MaxHops: 4, Timeout: 2 * time.Second})
+		return nil
+	})
+	took := time.Since(start)
+	t.Logf("%s\n(took %v)", String(r), took)
+	if len(r.Hops) < 1 || r.Hops[0].Addr != n.RA {
+		t.Fatalf("hop 1 should be the router %s, asked again: %+v", n.RA, r.Hops)
+	}
+	if !r.Reached {
+		t.Fatalf("want reached: %+v", r)
+	}
+	if took > time.Second {
+		t.Fatalf("took %v: the silent hop waited out the timeout", took)
+	}
+}
+
+func TestSilent(t *testing.T) {
+	hop := func(addrs ...string) []obs.Hop {
+		h := make([]obs.Hop, len(addrs))
+		for i, a := range addrs {
+			h[i] = obs.Hop{TTL: i + 1, Addr: a}
+		}
+		return h
+	}
+	for _, c := range []struct {
+		hops []obs.Hop
+		end  int
+		want []int
+	}{
+		{hop("", "", "", ""), 0, []int{1}},             // nothing yet: the first hop
+		{hop("", "b", "b", ""), 2, []int{1}},           // the destination answered, the router not
+		{hop("r", "", "", ""), 0, nil},                 // only the destination is silent: left alone
+		{hop("r", "", "c", "c"), 3, []int{2}},          // a silent router in the middle
+		{hop("", "", "x", "", "x"), 0, []int{1, 2, 4}}, // no end known: everything in front of x
+		{hop("r", "s", "b", "b"), 3, nil},              // complete
+	} {
+		if got := silent(c.hops, c.end); !slices.Equal(got, c.want) {
+			t.Errorf("silent(%v, %d) = %v, want %v", c.hops, c.end, got, c.want)
 		}
 	}
 }

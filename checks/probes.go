@@ -10,6 +10,7 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/checks/classify"
 	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
 	"github.com/lvsdoctor/lvsdoctor/probes/agent"
+	"github.com/lvsdoctor/lvsdoctor/probes/capture"
 	"github.com/lvsdoctor/lvsdoctor/probes/connect"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 	"github.com/lvsdoctor/lvsdoctor/probes/transport"
@@ -281,6 +282,51 @@ func testCount(s topology.Service, opt Options) int {
 	}
 	return min(n, opt.MaxConnections)
 }
+
+// captureRing is the kernel buffer (obs.CaptureArgs.Ring) each interface
+// of h captures into: the default, but half of it on a real server that
+// may get no more than smallRingConns of the test connections. That ring
+// keeps the default's blocks, so it lasts as long unread as the
+// director's, and holds so many connections' packets even read at the end
+// only. A real server's share is counted as round robin gives it (weighted
+// under wrr); where another scheduler or persistence may send a service's
+// connections all to one, all of them. The half is what lets one agent
+// process serve a dozen real servers and more within its 32 MiB.
+func captureRing(top *topology.Topology, h *classify.Host, opt Options) int {
+	if h.Role != classify.RoleRealServer {
+		return 0
+	}
+	conns := 0.0
+	for _, s := range top.Services {
+		total := 0
+		for _, r := range s.RealServers {
+			total += r.W()
+		}
+		for _, r := range s.RealServers {
+			if r.Label() != h.Label {
+				continue
+			}
+			n := float64(testCount(s, opt) * len(s.Tests()))
+			switch {
+			case s.Persistent:
+			case s.Scheduler == "rr":
+				n /= float64(len(s.RealServers))
+			case s.Scheduler == "wrr" && total > 0:
+				n = n * float64(r.W()) / float64(total)
+			}
+			conns += n
+		}
+	}
+	if conns > smallRingConns {
+		return 0
+	}
+	return capture.DefaultRing / 2
+}
+
+// smallRingConns: 64 test connections are about a thousand packets, what
+// a ring of half the default holds packed (32 blocks of 8 KiB, some 40
+// frames of a test packet's size each).
+const smallRingConns = 64
 
 // wrrCycle is the length of IPVS's weighted round robin cycle: each
 // server's weight over the weights' greatest common divisor, summed (a

@@ -106,7 +106,9 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 		if done {
 			return c
 		}
-		c, err := transport.Dial(ctx, h.Spec)
+		o := transport.Defaults
+		o.Weight = agentWeight(h.Role)
+		c, err := transport.DialWith(ctx, h.Spec, o)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -227,7 +229,7 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 			return
 		}
 		var st obs.CaptureStarted
-		cargs := obs.CaptureArgs{Hosts: watch, ARP: true, MaxPackets: 4000, MaxTime: 30 * time.Second, PcapDir: opt.PcapDir, Label: h.Label}
+		cargs := obs.CaptureArgs{Hosts: watch, ARP: true, MaxPackets: 4000, MaxTime: 30 * time.Second, PcapDir: opt.PcapDir, Label: h.Label, Ring: captureRing(top, h, opt)}
 		if call(h, c, agent.OpCaptureStart, cargs, &st) {
 			mu.Lock()
 			captures[h.Label] = st.ID
@@ -387,4 +389,19 @@ func boundedCall(ctx context.Context, c *transport.Conn, limit time.Duration, op
 		return fmt.Errorf("%w from its agent within %s (a probe that hangs there, or the host stopped answering)", errNoAnswer, limit)
 	}
 	return err
+}
+
+// agentWeight is a host's share of an agent process that serves several
+// (transport.Options.Weight), in real servers. Measured at fifty real
+// servers, over the 0.8 MiB of a real server: the director's agent work
+// (two full capture rings, every test packet, the connection table) takes
+// about 4.8 MiB more, the client's (every test connection at once) 3.3.
+func agentWeight(role string) int {
+	switch role {
+	case classify.RoleDirector:
+		return 6
+	case classify.RoleClient:
+		return 4
+	}
+	return 1
 }

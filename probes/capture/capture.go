@@ -34,21 +34,37 @@ import (
 )
 
 // Ring and timing parameters. A socket's ring is BlockSize × NumBlocks
-// (512 KiB), not afpacket's 64 MiB default. The kernel hands over a block
-// BlockTimeout after its first packet however full it is, so on a quiet
-// interface every block holds a packet or two and the ring lasts
-// NumBlocks × BlockTimeout of a reader that is not scheduled: many small
-// blocks, not a few large ones (with 8, fifty real servers' captures in
-// one agent lost packets while it was busy).
+// (DefaultRing, 512 KiB), not afpacket's 64 MiB default. The kernel hands
+// over a block BlockTimeout after its first packet however full it is, so
+// on a quiet interface every block holds a packet or two and the ring
+// lasts NumBlocks × BlockTimeout of a reader that is not scheduled: many
+// small blocks, not a few large ones (with 8, fifty real servers' captures
+// in one agent lost packets while it was busy). A smaller ring
+// (obs.CaptureArgs.Ring) keeps the blocks and shrinks each, down to
+// MinBlockSize: two of the largest frames.
 const (
 	FrameSize         = 4096
 	BlockSize         = 16 << 10
+	MinBlockSize      = 2 * FrameSize
+	MaxBlockSize      = 64 << 10
 	NumBlocks         = 32
+	DefaultRing       = BlockSize * NumBlocks
 	BlockTimeout      = 10 * time.Millisecond // a partly filled block is handed over after this
 	PollTimeout       = 20 * time.Millisecond // how long a stop drains a ring that keeps filling
 	DefaultMaxPackets = 2000
 	DefaultMaxTime    = 30 * time.Second
 )
+
+// blockSize is the block that makes a ring of about ring bytes out of
+// NumBlocks blocks: whole pages, within [MinBlockSize, MaxBlockSize].
+func blockSize(ring int) int {
+	if ring <= 0 {
+		return BlockSize
+	}
+	page := os.Getpagesize()
+	b := ring / NumBlocks / page * page
+	return min(max(b, MinBlockSize), MaxBlockSize)
+}
 
 // Manager holds the running captures of one agent.
 type Manager struct {
@@ -140,7 +156,7 @@ func (m *Manager) Start(ctx context.Context, a obs.CaptureArgs) (obs.CaptureStar
 		tp, err := afpacket.NewTPacket(
 			afpacket.OptInterface(ifc.Name),
 			afpacket.OptFrameSize(FrameSize),
-			afpacket.OptBlockSize(BlockSize),
+			afpacket.OptBlockSize(blockSize(a.Ring)),
 			afpacket.OptNumBlocks(NumBlocks),
 			afpacket.OptBlockTimeout(BlockTimeout),
 			afpacket.OptPollTimeout(0), // an empty ring is waited for by the waiter

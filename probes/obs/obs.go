@@ -324,6 +324,10 @@ type CaptureArgs struct {
 	MaxTime    time.Duration `json:"max_time"`    // hard stop if nobody stops it
 	PcapDir    string        `json:"pcap_dir,omitempty"`
 	Label      string        `json:"label,omitempty"` // file name prefix for pcapng
+	// Ring is the kernel buffer per interface in bytes (0: the capture's
+	// default, capture.DefaultRing); it keeps its number of blocks, so a
+	// smaller one holds fewer packets per block, not less time.
+	Ring int `json:"ring,omitempty"`
 }
 
 type CaptureStarted struct {

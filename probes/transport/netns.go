@@ -14,26 +14,32 @@ import (
 )
 
 // nsAgent is an agent process that serves netns: hosts of this controller
-// (`lvsdoctor agent --netns`, see ops.Namespaces), up to hostsPerAgent of
-// them at once: a handful of process starts instead of one per host,
-// which is what let a lab of fifty real servers be checked in about three
-// times the time of two, and each process still holds only a few hosts'
-// captures and facts.
+// (`lvsdoctor agent --netns`, see ops.Namespaces), up to agentLoad real
+// servers' worth of them at once: a handful of process starts instead of
+// one per host, which is what let a lab of fifty real servers be checked
+// in about three times the time of two, and each process still holds
+// only a few hosts' captures and facts.
 type nsAgent struct {
 	cmd    *exec.Cmd
 	client *agent.Client
 	// started is closed once the process is started (or failed to, err):
 	// started outside the lock, so that the agents of a big cluster start
 	// side by side, not one after another (seven process starts with a
-	// network namespace each, about 3 ms apiece, at fifty real servers).
+	// lock held were 40 ms of a fifty-server check).
 	started chan struct{}
 	err     error
-	refs    int
+	refs    int      // hosts being served
+	load    int      // their weights (Options.Weight)
 	hosts   []string // every namespace served, for the benchmark's stats
 }
 
-// hostsPerAgent bounds the hosts one agent process serves at once.
-const hostsPerAgent = 8
+// agentLoad bounds the weight of the hosts one agent process serves at
+// once. An agent is some 15 MiB before its first host (most of it the
+// binary's own pages), and a real server with its capture ring adds about
+// 0.8: eighteen keep it within its budget of 32 MiB with room for the
+// garbage collector's pace (fifty real servers: four agents, where eight
+// hosts an agent made seven, and a tenth more CPU).
+const agentLoad = 18
 
 var nsAgents struct {
 	mu   sync.Mutex
@@ -50,7 +56,7 @@ const isolated = "\x00isolated"
 
 // dialNetns gives a Conn to namespace name on a shared agent, starting
 // one if none has room.
-func dialNetns(spec, name string) (*Conn, error) {
+func dialNetns(spec, name string, weight int) (*Conn, error) {
 	// Checked here too, so that a missing namespace is named before any
 	// process starts.
 	h, err := ops.OpenNetns(name)
@@ -61,7 +67,7 @@ func dialNetns(spec, name string) (*Conn, error) {
 	nsAgents.mu.Lock()
 	var a *nsAgent
 	for _, x := range nsAgents.list {
-		if x.refs < hostsPerAgent {
+		if x.load+weight <= agentLoad {
 			a = x
 			break
 		}
@@ -72,6 +78,7 @@ func dialNetns(spec, name string) (*Conn, error) {
 		nsAgents.list = append(nsAgents.list, a)
 	}
 	a.refs++
+	a.load += weight
 	a.hosts = append(a.hosts, name)
 	nsAgents.mu.Unlock()
 	if start {
@@ -84,17 +91,19 @@ func dialNetns(spec, name string) (*Conn, error) {
 		// starts another.
 		nsAgents.mu.Lock()
 		a.refs--
+		a.load -= weight
 		nsAgents.list = slices.DeleteFunc(nsAgents.list, func(x *nsAgent) bool { return x == a })
 		nsAgents.mu.Unlock()
 		return nil, a.err
 	}
-	return &Conn{Client: a.client.In(name), Spec: spec, closer: a.release}, nil
+	return &Conn{Client: a.client.In(name), Spec: spec, closer: func() error { return a.release(weight) }}, nil
 }
 
 // release drops one host; the last one ends the process.
-func (a *nsAgent) release() error {
+func (a *nsAgent) release(weight int) error {
 	nsAgents.mu.Lock()
 	a.refs--
+	a.load -= weight
 	last := a.refs == 0
 	if last {
 		nsAgents.list = slices.DeleteFunc(nsAgents.list, func(x *nsAgent) bool { return x == a })

@@ -144,8 +144,8 @@ func alive(pid int) bool {
 }
 
 // TestNetnsAgentsShared: more namespaces than one agent serves get a
-// second process, never more than hostsPerAgent hosts on one, and none
-// is left once every host is closed.
+// second process, never more than agentLoad of weight on one (a heavy
+// host counts for several), and none is left once every host is closed.
 func TestNetnsAgentsShared(t *testing.T) {
 	testenv.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -156,21 +156,26 @@ func TestNetnsAgentsShared(t *testing.T) {
 			c.Close()
 		}
 	}()
-	per := map[int]int{}
-	for range hostsPerAgent + 1 {
-		c, err := Dial(ctx, "netns:"+nstest.New(t).Name)
+	const heavy = 6
+	load := map[int]int{}
+	weights := []int{heavy}
+	for range agentLoad - heavy + 1 {
+		weights = append(weights, 1)
+	}
+	for _, w := range weights {
+		c, err := DialWith(ctx, "netns:"+nstest.New(t).Name, Options{Weight: w})
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
-		per[c.Hello.PID]++
+		load[c.Hello.PID] += w
 	}
-	if len(per) != 2 {
-		t.Errorf("%d hosts on %d agent processes %v, want 2", hostsPerAgent+1, len(per), per)
+	if len(load) != 2 {
+		t.Errorf("a weight of %d on %d agent processes %v, want 2", agentLoad+1, len(load), load)
 	}
-	for pid, n := range per {
-		if n > hostsPerAgent {
-			t.Errorf("agent %d serves %d hosts, more than %d", pid, n, hostsPerAgent)
+	for pid, n := range load {
+		if n > agentLoad {
+			t.Errorf("agent %d serves a weight of %d, more than %d", pid, n, agentLoad)
 		}
 	}
 	for _, c := range conns {
@@ -179,7 +184,7 @@ func TestNetnsAgentsShared(t *testing.T) {
 		}
 	}
 	conns = nil
-	for pid := range per {
+	for pid := range load {
 		if alive(pid) {
 			t.Errorf("agent %d still runs after its hosts were closed", pid)
 		}

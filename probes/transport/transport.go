@@ -47,6 +47,10 @@ type Options struct {
 	// instead of one shared by all: one host's agent can then end alone,
 	// as a remote host's can (the tests of a host lost mid-check).
 	NetnsPerHost bool
+	// Weight is a netns: host's share of the agent process it shares with
+	// others, in real servers (0: 1): a director's or a client's agent
+	// work takes several times a real server's memory.
+	Weight int
 }
 
 // Defaults are the options Dial uses; the CLI sets them from its flags.
@@ -84,7 +88,7 @@ func DialWith(ctx context.Context, spec string, o Options) (*Conn, error) {
 	case strings.HasPrefix(spec, "netns:") && o.NetnsPerHost:
 		c, err = dialProcess(spec, strings.TrimPrefix(spec, "netns:"))
 	case strings.HasPrefix(spec, "netns:"):
-		c, err = dialNetns(spec, strings.TrimPrefix(spec, "netns:"))
+		c, err = dialNetns(spec, strings.TrimPrefix(spec, "netns:"), max(o.Weight, 1))
 	default:
 		err = fmt.Errorf("unknown host form %q", spec)
 	}

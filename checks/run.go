@@ -392,14 +392,16 @@ func boundedCall(ctx context.Context, c *transport.Conn, limit time.Duration, op
 }
 
 // agentWeight is a host's share of an agent process that serves several
-// (transport.Options.Weight), in real servers. Measured at fifty real
-// servers, over the 0.8 MiB of a real server: the director's agent work
-// (two full capture rings, every test packet, the connection table) takes
-// about 4.8 MiB more, the client's (every test connection at once) 3.3.
+// (transport.Options.Weight), in real servers. The director's agent work
+// (two full capture rings, every test packet twice, the connection table)
+// takes it to some 26 MiB alone, so it gets a process of its own: with a
+// dozen real servers beside it, it came within a MiB of its 32. The
+// client's (every test connection at once) is some 3 MiB over a real
+// server's 0.7.
 func agentWeight(role string) int {
 	switch role {
 	case classify.RoleDirector:
-		return 6
+		return transport.AgentLoad
 	case classify.RoleClient:
 		return 4
 	}

@@ -10,8 +10,8 @@ import (
 
 // A first hop that did not answer the traceroute (the director out of ICMP
 // budget for that real server) is not a failed Q.2 where the real
-// server's own route lookup goes by the DIP; it is where the lookup goes
-// elsewhere.
+// server's ping got through and its own route lookup goes by the DIP; it
+// is where the lookup goes elsewhere, or where the ping died too.
 func TestTraceStepSilentFirstHop(t *testing.T) {
 	var in Input
 	load(t, "../../fixtures/healthy/observations.json", &in)
@@ -24,6 +24,12 @@ func TestTraceStepSilentFirstHop(t *testing.T) {
 	if st, sum := TraceStep(d, rs, rip, cip); st != result.Pass || !strings.Contains(sum, "by ip route get") {
 		t.Fatalf("silent first hop, route by the DIP: %s %q", st, sum)
 	}
+	ping := *rs.Ping
+	rs.Ping.Received = 0
+	if st, sum := TraceStep(d, rs, rip, cip); st != result.Fail || !strings.Contains(sum, "no answer from the first hop") {
+		t.Fatalf("silent first hop, no ping either: %s %q", st, sum)
+	}
+	*rs.Ping = ping
 	for i := range rs.RouteGets {
 		rs.RouteGets[i].Gateway = "198.18.0.254"
 	}

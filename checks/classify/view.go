@@ -191,12 +191,13 @@ func (v *view) ingress() string {
 
 // TraceStep is Q.2 for a real server whose traceroute to the client came
 // back: is its first hop the DIP (the director's address on the real
-// server's subnet)? A first hop that did not answer is read from the
-// real server's `ip route get CIP from RIP` instead: a director that got
-// the probes but is out of ICMP budget for this real server (a burst of
-// six, one more a second) answers none of them, which says nothing of
-// the way back. A client that is the director itself is reached in one
-// hop.
+// server's subnet)? A first hop that did not answer while the real
+// server's ping got through is read from its `ip route get CIP from RIP`
+// instead: a director that forwards the real server's traffic but is out
+// of ICMP budget for it (a burst of six, one more a second) answers no
+// traceroute, which says nothing of the way back. Without the ping, the
+// silence is the director's and Q.2 fails. A client that is the director
+// itself is reached in one hop.
 func TraceStep(director, rs *Host, rip, cip netip.Addr) (result.Status, string) {
 	t := rs.Trace
 	var dip netip.Addr
@@ -209,7 +210,8 @@ func TraceStep(director, rs *Host, rip, cip netip.Addr) (result.Status, string) 
 		return result.Fail, "traceroute: " + t.Error
 	}
 	if len(t.Hops) == 0 || t.Hops[0].Addr == "" {
-		if rg := routeGet(rs, cip.String(), rip.String(), ""); rg != nil && rg.Error == "" && dip.IsValid() && rg.Gateway == dip.String() {
+		pinged := rs.Ping != nil && rs.Ping.Received > 0
+		if rg := routeGet(rs, cip.String(), rip.String(), ""); pinged && rg != nil && rg.Error == "" && dip.IsValid() && rg.Gateway == dip.String() {
 			return result.Pass, fmt.Sprintf("via %s (DIP) by ip route get; the traceroute's first hop did not answer (the director's ICMP rate limit, or a firewall)", dip)
 		}
 		return result.Fail, fmt.Sprintf("traceroute from %s: no answer from the first hop", rip)

@@ -211,9 +211,28 @@ func ParseIPVS(r io.Reader) (*obs.IPVSTable, error) {
 // each), and a check reads some 1500 sysctls at fifty real servers (17 us
 // a read instead of 33 here).
 func readProc(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	b, err := readAt(unix.AT_FDCWD, path, false)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, &os.PathError{Op: err.Op, Path: path, Err: err.Err}
+	}
+	return b, nil
+}
+
+// readProcAt reads the sysctl rel of the open directory dirfd. A sysctl's
+// value comes whole from one read, so a read that leaves room in the
+// buffer is the last: no read of zero bytes after it.
+func readProcAt(dirfd int, rel string) ([]byte, error) {
+	b, err := readAt(dirfd, rel, true)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func readAt(dirfd int, rel string, whole bool) ([]byte, *os.PathError) {
+	fd, err := unix.Openat(dirfd, rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: rel, Err: err}
 	}
 	defer unix.Close(fd)
 	b := make([]byte, 0, 512)
@@ -221,16 +240,17 @@ func readProc(path string) ([]byte, error) {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
 		}
+		room := cap(b) - len(b)
 		n, err := unix.Read(fd, b[len(b):cap(b)])
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return b, nil
+			return nil, &os.PathError{Op: "read", Path: rel, Err: err}
 		}
 		b = b[:len(b)+n]
+		if n == 0 || (whole && n < room) {
+			return b, nil
+		}
 	}
 }

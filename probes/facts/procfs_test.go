@@ -185,3 +185,30 @@ func TestReadProc(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestReadSysctlsRelative: the sysctls read relative to their directory are
+// the values and names their full paths give (this namespace, read only).
+func TestReadSysctlsRelative(t *testing.T) {
+	got, err := readSysctls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < 2+2*len(ConfKeys) {
+		t.Fatalf("only %d sysctls: %v", len(got), got)
+	}
+	for k, v := range got {
+		b, err := readProc(filepath.Join(procSys, strings.ReplaceAll(k, ".", "/")))
+		if err != nil {
+			t.Errorf("%s: %v", k, err)
+			continue
+		}
+		if want := strings.TrimSpace(string(b)); v != want {
+			t.Errorf("%s = %q, by its path %q", k, v, want)
+		}
+	}
+	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.lo.arp_ignore"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("%s missing", k)
+		}
+	}
+}

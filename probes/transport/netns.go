@@ -14,7 +14,7 @@ import (
 )
 
 // nsAgent is an agent process that serves netns: hosts of this controller
-// (`lvsdoctor agent --netns`, see ops.Namespaces), up to agentLoad real
+// (`lvsdoctor agent --netns`, see ops.Namespaces), up to AgentLoad real
 // servers' worth of them at once: a handful of process starts instead of
 // one per host, which is what let a lab of fifty real servers be checked
 // in about three times the time of two, and each process still holds
@@ -33,13 +33,14 @@ type nsAgent struct {
 	hosts   []string // every namespace served, for the benchmark's stats
 }
 
-// agentLoad bounds the weight of the hosts one agent process serves at
-// once. An agent is some 15 MiB before its first host (most of it the
-// binary's own pages), and a real server with its capture ring adds about
-// 0.8: eighteen keep it within its budget of 32 MiB with room for the
-// garbage collector's pace (fifty real servers: four agents, where eight
-// hosts an agent made seven, and a tenth more CPU).
-const agentLoad = 18
+// AgentLoad bounds the weight of the hosts one agent process serves at
+// once (a host of this weight gets a process of its own). An agent is
+// some 15 MiB before its first host (most of it the binary's own pages),
+// and a real server with its capture ring adds about 0.7: eighteen keep
+// it within its budget of 32 MiB with room for the garbage collector's
+// pace (fifty real servers: four agents, where eight hosts an agent made
+// seven, and a tenth more CPU).
+const AgentLoad = 18
 
 var nsAgents struct {
 	mu   sync.Mutex
@@ -67,7 +68,7 @@ func dialNetns(spec, name string, weight int) (*Conn, error) {
 	nsAgents.mu.Lock()
 	var a *nsAgent
 	for _, x := range nsAgents.list {
-		if x.load+weight <= agentLoad {
+		if x.load+weight <= AgentLoad {
 			a = x
 			break
 		}

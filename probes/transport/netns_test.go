@@ -144,8 +144,9 @@ func alive(pid int) bool {
 }
 
 // TestNetnsAgentsShared: more namespaces than one agent serves get a
-// second process, never more than agentLoad of weight on one (a heavy
-// host counts for several), and none is left once every host is closed.
+// second process, never more than AgentLoad of weight on one (a heavy
+// host counts for several, one of AgentLoad has a process of its own),
+// and none is left once every host is closed.
 func TestNetnsAgentsShared(t *testing.T) {
 	testenv.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -159,9 +160,10 @@ func TestNetnsAgentsShared(t *testing.T) {
 	const heavy = 6
 	load := map[int]int{}
 	weights := []int{heavy}
-	for range agentLoad - heavy + 1 {
+	for range AgentLoad - heavy + 1 {
 		weights = append(weights, 1)
 	}
+	weights = append(weights, AgentLoad) // a process of its own
 	for _, w := range weights {
 		c, err := DialWith(ctx, "netns:"+nstest.New(t).Name, Options{Weight: w})
 		if err != nil {
@@ -170,12 +172,12 @@ func TestNetnsAgentsShared(t *testing.T) {
 		conns = append(conns, c)
 		load[c.Hello.PID] += w
 	}
-	if len(load) != 2 {
-		t.Errorf("a weight of %d on %d agent processes %v, want 2", agentLoad+1, len(load), load)
+	if len(load) != 3 {
+		t.Errorf("a weight of %d, then one of %d, on %d agent processes %v, want 3", AgentLoad+1, AgentLoad, len(load), load)
 	}
 	for pid, n := range load {
-		if n > agentLoad {
-			t.Errorf("agent %d serves a weight of %d, more than %d", pid, n, agentLoad)
+		if n > AgentLoad {
+			t.Errorf("agent %d serves a weight of %d, more than %d", pid, n, AgentLoad)
 		}
 	}
 	for _, c := range conns {

@@ -1,6 +1,7 @@
 package facts
 
 import (
+	"fmt"
 	"net"
 	"testing"
 
@@ -43,6 +44,23 @@ func TestConntrackLookup(t *testing.T) {
 		all, err = readConntrack(nil)
 		return err
 	})
+	// Many at once go over several sockets: every one found, none twice.
+	many := append([]obs.CTKey(nil), keys...)
+	for i := range 60 {
+		many = append(many, obs.CTKey{Proto: "tcp", Src: fmt.Sprintf("198.18.0.1:%d", 1000+i), Dst: want.Dst})
+	}
+	var several []obs.CTEntry
+	p.B.MustDo(t, func() (err error) {
+		several, err = readConntrack(many)
+		return err
+	})
+	seen := map[string]bool{}
+	for _, e := range several {
+		seen[e.OrigSrc] = true
+	}
+	if len(several) != len(keys) || len(seen) != len(keys) {
+		t.Errorf("%d lookups, %d of them real: %d entries, %d distinct", len(many), len(keys), len(several), len(seen))
+	}
 	if len(got) != 1 || got[0].Proto != "tcp" || got[0].OrigSrc != want.Src || got[0].OrigDst != want.Dst || got[0].ReplSrc != want.Dst || got[0].State == "" {
 		t.Errorf("lookup of %v: %+v", want, got)
 	}

@@ -4,12 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
+
+	"encoding/json"
+
+	// The controller decodes every host's answers, a director's capture
+	// of 8000 packets among them (800 KB of base64): segmentio's decoder
+	// takes it in 0.4 ms where encoding/json took 11, and a director's
+	// facts in 0.22 ms instead of 0.60, reading them as encoding/json
+	// does (BenchmarkDecode, TestDecodeMatchesStdlib). Only the decoder:
+	// its encoder writes a time.Duration as a string.
+	sjson "github.com/segmentio/encoding/json"
 )
 
 // Client sends requests to one agent and matches the answers. A view
@@ -130,7 +139,7 @@ func (c *Client) Call(ctx context.Context, op string, args, out any) error {
 		} else {
 			resp.Result = &json.RawMessage{}
 		}
-		err := json.Unmarshal(line, &resp)
+		err := sjson.Unmarshal(line, &resp)
 		if resp.Error != "" {
 			return errors.New(resp.Error)
 		}

@@ -276,16 +276,22 @@ func Run(ctx context.Context, top *topology.Topology, opt Options) (*result.Resu
 	after := func(h *classify.Host, c *transport.Conn) {
 		// A real server that got an ICMP redirect during the test routes
 		// the client another way now: ask `ip route get CIP from RIP`
-		// again (obs.RouteGet.After).
+		// again (obs.RouteGet.After), while the counters are read.
+		var wg sync.WaitGroup
+		defer wg.Wait()
 		if h.Role == classify.RoleRealServer && capture && h.Address != "" {
-			args := obs.RouteGetArgs{Dst: cip.String(), Src: h.Address}
-			var rg obs.RouteGet
-			if call(h, c, agent.OpRouteGet, args, &rg) {
-				rg.Dst, rg.Src, rg.After = args.Dst, args.Src, true
-				mu.Lock()
-				h.RouteGets = append(h.RouteGets, rg)
-				mu.Unlock()
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				args := obs.RouteGetArgs{Dst: cip.String(), Src: h.Address}
+				var rg obs.RouteGet
+				if call(h, c, agent.OpRouteGet, args, &rg) {
+					rg.Dst, rg.Src, rg.After = args.Dst, args.Src, true
+					mu.Lock()
+					h.RouteGets = append(h.RouteGets, rg)
+					mu.Unlock()
+				}
+			}()
 		}
 		// After the test only what moves: counters, rules with their
 		// counters, neighbours, links, and the director's conntrack.

@@ -198,3 +198,28 @@ func TestFrameBufChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestUnpackInParts: a capture big enough to be decoded in parts side by
+// side decodes to what one decoder makes of it, in its order.
+func TestUnpackInParts(t *testing.T) {
+	d := newDecoder()
+	var buf []byte
+	var want []obs.Packet
+	t0 := time.Unix(1764337000, 0)
+	ifaces := []string{"eth0", "eth1"}
+	fr := samples(t)
+	for i := range 4*unpackPart + 7 {
+		f := fr[i%len(fr)]
+		d.decode(f)
+		ts := t0.Add(time.Duration(i) * time.Microsecond)
+		want = append(want, d.packet(ts, ifaces[i%2], macA))
+		buf = appendFrame(buf, ts.UnixNano(), i%2, want[i].Dir == "out", f[:d.keep(f)])
+	}
+	c := obs.Capture{Interfaces: ifaces, Frames: buf}
+	if err := Unpack(&c); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Packets, want) {
+		t.Fatalf("decoded in parts, %d packets differ from one decoder's %d", len(c.Packets), len(want))
+	}
+}

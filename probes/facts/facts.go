@@ -51,7 +51,23 @@ func Collect(ctx context.Context) obs.Facts { return CollectWith(ctx, obs.FactsA
 
 // CollectWith reads the parts of obs.Facts that a does not skip; skipped
 // parts stay nil.
-func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts {
+func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts { return CollectOn(ctx, nil, a) }
+
+// CollectOn is CollectWith with the route-netlink requests (links,
+// addresses, routes, neighbours) on nl, a handle of this namespace that an
+// agent keeps for the host; nil opens one for this call. The package's
+// own functions open a socket per request, and an agent's sockets come
+// and go through Go's poller each time.
+func CollectOn(ctx context.Context, nl *netlink.Handle, a obs.FactsArgs) obs.Facts {
+	if nl == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			h = &netlink.Handle{} // a socket per request, as the package does
+		} else {
+			defer h.Close()
+		}
+		nl = h
+	}
 	f := obs.Facts{TakenAt: time.Now().UTC()}
 	fail := func(part string, err error) {
 		f.Errors = append(f.Errors, part+": "+err.Error())
@@ -71,7 +87,7 @@ func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts {
 		f.Modules = m
 	}
 	names := map[int]string{}
-	if links, err := netlink.LinkList(); err != nil {
+	if links, err := nl.LinkList(); err != nil {
 		fail("links", err)
 	} else {
 		for _, l := range links {
@@ -80,9 +96,9 @@ func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts {
 		f.Links = linksOf(links, names)
 	}
 	if !a.SkipStatic {
-		readStatic(&f, names, fail)
+		readStatic(&f, nl, names, fail)
 	}
-	if neigh, err := netlink.NeighList(0, netlink.FAMILY_V4); err != nil {
+	if neigh, err := nl.NeighList(0, netlink.FAMILY_V4); err != nil {
 		fail("neigh", err)
 	} else {
 		f.Neigh = []obs.Neigh{}
@@ -154,8 +170,8 @@ func CollectWith(ctx context.Context, a obs.FactsArgs) obs.Facts {
 
 // readStatic reads what does not change during a test: addresses, routes
 // and sysctls.
-func readStatic(f *obs.Facts, names map[int]string, fail func(string, error)) {
-	if addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4); err != nil {
+func readStatic(f *obs.Facts, nl *netlink.Handle, names map[int]string, fail func(string, error)) {
+	if addrs, err := nl.AddrList(nil, netlink.FAMILY_V4); err != nil {
 		fail("addrs", err)
 	} else {
 		f.Addrs = []obs.Addr{}
@@ -163,7 +179,7 @@ func readStatic(f *obs.Facts, names map[int]string, fail func(string, error)) {
 			f.Addrs = append(f.Addrs, obs.Addr{Link: names[a.LinkIndex], Prefix: a.IPNet.String()})
 		}
 	}
-	if routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE); err != nil {
+	if routes, err := nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE); err != nil {
 		fail("routes", err)
 	} else {
 		f.Routes = routesOf(routes, names)

@@ -22,7 +22,15 @@ const RTCFRedirected = 0x00040000
 
 // Run answers a route question. Errors (ENETUNREACH for a non-local
 // source, for instance) go to RouteGet.Error as the errno text.
-func Run(ctx context.Context, a obs.RouteGetArgs) obs.RouteGet {
+func Run(ctx context.Context, a obs.RouteGetArgs) obs.RouteGet { return RunOn(ctx, nil, a) }
+
+// RunOn is Run with the lookup on nl, a route-netlink handle of this
+// namespace that an agent keeps for the host (nil: a socket for this
+// lookup alone).
+func RunOn(ctx context.Context, nl *netlink.Handle, a obs.RouteGetArgs) obs.RouteGet {
+	if nl == nil {
+		nl = &netlink.Handle{}
+	}
 	res := obs.RouteGet{Dst: a.Dst, Src: a.Src, Iif: a.Iif}
 	if err := ctx.Err(); err != nil {
 		res.Error = err.Error()
@@ -42,7 +50,7 @@ func Run(ctx context.Context, a obs.RouteGetArgs) obs.RouteGet {
 		}
 		opts.SrcAddr = src.To4()
 	}
-	routes, err := netlink.RouteGetWithOptions(dst.To4(), opts)
+	routes, err := nl.RouteGetWithOptions(dst.To4(), opts)
 	if err != nil {
 		res.Error = errText(err)
 		return res

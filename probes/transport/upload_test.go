@@ -3,8 +3,11 @@ package transport
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +121,47 @@ func TestSendHostStops(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("send hangs on a host that stopped")
+	}
+}
+
+// TestSelfHashRemembered: the binary's hash is read back from the cache
+// while the file stays the same, and hashed again once it changes.
+func TestSelfHashRemembered(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	bin := filepath.Join(t.TempDir(), "lvsdoctor")
+	if err := os.WriteFile(bin, []byte("build one"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p, err := hashSelf(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%x", sha256.Sum256([]byte("build one"))); p.hash != want {
+		t.Fatalf("hash %s, want %s", p.hash, want)
+	}
+	st, _ := os.Stat(bin)
+	memo := selfHashFile(st)
+	if b, err := os.ReadFile(memo); err != nil || string(b) != p.hash {
+		t.Fatalf("not remembered in %s: %q %v", memo, b, err)
+	}
+	// What the cache says is what a run uses: no hashing.
+	fake := strings.Repeat("ab", 32)
+	if err := os.WriteFile(memo, []byte(fake), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := hashSelf(bin); p.hash != fake {
+		t.Errorf("hash %s, want the remembered %s", p.hash, fake)
+	}
+	// A changed binary is hashed again, and the old note goes (a new
+	// size here: two writes within a clock tick may share their times).
+	if err := os.WriteFile(bin, []byte("build two, longer"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = hashSelf(bin)
+	if want := fmt.Sprintf("%x", sha256.Sum256([]byte("build two, longer"))); p.hash != want {
+		t.Errorf("after a change: hash %s, want %s", p.hash, want)
+	}
+	if _, err := os.Stat(memo); !os.IsNotExist(err) {
+		t.Errorf("the old build's note is left: %v", err)
 	}
 }

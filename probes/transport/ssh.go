@@ -138,6 +138,7 @@ func dialHop(ctx context.Context, via *ssh.Client, t *sshTarget, o SSHOptions, n
 		return nil, err
 	}
 	cc := &ssh.ClientConfig{User: t.User, Auth: auths, HostKeyCallback: hk, HostKeyAlgorithms: algos, Timeout: o.timeout()}
+	cc.KeyExchanges = t.Kex
 	_ = conn.SetDeadline(time.Now().Add(o.timeout()))
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 )
 
 // payload is this lvsdoctor, hashed once per run, however many hosts it
@@ -305,16 +306,28 @@ func (p payload) compressTo(k *packing, dir string) (*packed, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(dir, ".agent-*.part")
+	tmp, named, err := createUnnamed(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp.Name())
+	if named {
+		defer os.Remove(tmp.Name())
+	}
 	bw := bufio.NewWriterSize(tmp, 256<<10)
 	h := sha256.New()
 	err = p.compress(k, io.MultiWriter(bw, h), true)
 	if err == nil {
 		err = bw.Flush()
+	}
+	zhash := hex.EncodeToString(h.Sum(nil))
+	file := filepath.Join(dir, p.cacheName(k, zhash))
+	if err == nil && !named {
+		// Given its name once whole; another run that compressed the
+		// same build has given the same bytes the same name.
+		err = unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", tmp.Fd()), unix.AT_FDCWD, file, unix.AT_SYMLINK_FOLLOW)
+		if errors.Is(err, unix.EEXIST) {
+			err = nil
+		}
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -322,10 +335,10 @@ func (p payload) compressTo(k *packing, dir string) (*packed, error) {
 	if err != nil {
 		return nil, err
 	}
-	zhash := hex.EncodeToString(h.Sum(nil))
-	file := filepath.Join(dir, p.cacheName(k, zhash))
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return nil, err
+	if named {
+		if err := os.Rename(tmp.Name(), file); err != nil {
+			return nil, err
+		}
 	}
 	// Other builds' copies, however compressed (and named: agent-HASH.gz
 	// before), and this build's others compressed with k.
@@ -353,6 +366,20 @@ func (p payload) compressTo(k *packing, dir string) (*packed, error) {
 		return nil, err
 	}
 	return &packed{packing: k, file: file, f: f, size: st.Size(), hash: zhash}, nil
+}
+
+// createUnnamed opens a file in dir that has no name until it is linked
+// (O_TMPFILE): a run that ends while it compresses in the background (its
+// hosts had their copy) leaves nothing, however it ends. Where the file
+// system cannot, a ".agent-*.part" file (named true), which such a run
+// leaves behind and a later compression removes after an hour.
+func createUnnamed(dir string) (f *os.File, named bool, err error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed)")), false, nil
+	}
+	f, err = os.CreateTemp(dir, ".agent-*.part")
+	return f, true, err
 }
 
 // prepareUpload hashes the payload and, where a host will most likely

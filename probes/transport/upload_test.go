@@ -165,3 +165,48 @@ func TestSelfHashRemembered(t *testing.T) {
 		t.Errorf("the old build's note is left: %v", err)
 	}
 }
+
+// TestCompressLeavesNothing: the controller's compressed copy has no name
+// in the cache until it is whole, so a run that ends while compressing
+// leaves nothing there; a finished one leaves the one named copy.
+func TestCompressLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	f, named, err := createUnnamed(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if named {
+		f.Close()
+		t.Skipf("%s cannot hold unnamed files (O_TMPFILE): compression goes by a .part file there", dir)
+	}
+	if _, err := f.WriteString("half a copy"); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("a copy being written shows in the cache: %v", ents)
+	}
+	f.Close() // the run ends here
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("an abandoned copy is left: %v", ents)
+	}
+
+	bin := filepath.Join(t.TempDir(), "lvsdoctor")
+	if err := os.WriteFile(bin, bytes.Repeat([]byte("lvsdoctor"), 1000), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := payload{path: bin, hash: strings.Repeat("c", 64), size: 9000}
+	k, err := p.compressTo(packZstd, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.f.Close()
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 || filepath.Join(dir, ents[0].Name()) != k.file {
+		t.Errorf("cache holds %v, want only %s", ents, k.file)
+	}
+	if again, err := p.compressTo(packZstd, dir); err != nil || again.file != k.file {
+		t.Errorf("compressed again: %v %v", again, err)
+	} else {
+		again.f.Close()
+	}
+}

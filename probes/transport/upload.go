@@ -322,11 +322,18 @@ func (p payload) compressTo(k *packing, dir string) (*packed, error) {
 	zhash := hex.EncodeToString(h.Sum(nil))
 	file := filepath.Join(dir, p.cacheName(k, zhash))
 	if err == nil && !named {
-		// Given its name once whole; another run that compressed the
-		// same build has given the same bytes the same name.
-		err = unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", tmp.Fd()), unix.AT_FDCWD, file, unix.AT_SYMLINK_FOLLOW)
-		if errors.Is(err, unix.EEXIST) {
-			err = nil
+		// Given its name once whole, in place of a copy by that name
+		// that did not hash to it (pack compresses again for no other
+		// reason); another run that compressed the same build at the
+		// same time gave the same bytes that name too.
+		link := func() error {
+			return unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", tmp.Fd()), unix.AT_FDCWD, file, unix.AT_SYMLINK_FOLLOW)
+		}
+		if err = link(); errors.Is(err, unix.EEXIST) {
+			os.Remove(file)
+			if err = link(); errors.Is(err, unix.EEXIST) {
+				err = nil
+			}
 		}
 	}
 	if cerr := tmp.Close(); err == nil {

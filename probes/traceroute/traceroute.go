@@ -145,6 +145,15 @@ func Run(ctx context.Context, a obs.TraceArgs) obs.Trace {
 					break
 				}
 			}
+			if retries == 0 {
+				// Asked three times: what still has not answered is
+				// waited for as long as a late answer is, not the whole
+				// timeout (a director out of ICMP budget for this real
+				// server stays silent for seconds).
+				if d := now.Add(SettleMin); d.Before(until) {
+					until = d
+				}
+			}
 			continue
 		}
 		typ, code, ttl, ok := match(buf[:n], dst, sport, a.MaxHops)

@@ -99,6 +99,40 @@ func TestTraceRetriesSilentHop(t *testing.T) {
 	}
 }
 
+// TestTraceGivesUpOnSilentHop: a router that never answers (out of ICMP
+// budget, or a firewall) costs the trace its retries and one settling
+// wait, not the whole timeout; the destination's answer still ends it.
+func TestTraceGivesUpOnSilentHop(t *testing.T) {
+	testenv.RequireRoot(t)
+	nft := testenv.RequireCommand(t, "nft", "nftables")
+	n := nstest.NewRouted(t)
+	rules := `table ip lvspt {
+	chain out {
+		type filter hook output priority 0
+		icmp type time-exceeded drop
+	}
+}`
+	cmd := exec.Command("ip", "netns", "exec", n.R.Name, nft, "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	var r obs.Trace
+	start := time.Now()
+	n.A.MustDo(t, func() error {
+		r = Run(context.Background(), obs.TraceArgs{Src: n.AAddr, Dst: n.BAddr, MaxHops: 4, Timeout: 3 * time.Second})
+		return nil
+	})
+	took := time.Since(start)
+	t.Logf("%s\n(took %v)", String(r), took)
+	if len(r.Hops) < 2 || r.Hops[0].Addr != "" || !r.Reached {
+		t.Fatalf("want a silent first hop and the destination reached: %+v", r)
+	}
+	if want := Retries*RetryGap + SettleMin + 200*time.Millisecond; took > want {
+		t.Fatalf("took %v, more than %v: the silent hop waited out the timeout", took, want)
+	}
+}
+
 func TestSilent(t *testing.T) {
 	hop := func(addrs ...string) []obs.Hop {
 		h := make([]obs.Hop, len(addrs))

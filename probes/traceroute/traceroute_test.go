@@ -63,31 +63,10 @@ func TestTraceConcurrent(t *testing.T) {
 // message (as one out of ICMP budget does) is still the first hop, found
 // by the next round of probes instead of a second's wait.
 func TestTraceRetriesSilentHop(t *testing.T) {
-	testenv.RequireRoot(t)
-	nft := testenv.RequireCommand(t, "nft", "nftables")
-	n := nstest.NewRouted(t)
 	// One time-exceeded message is 76 bytes (IP, ICMP, the quoted IP and
 	// UDP headers and the 20-byte payload): the quota lets the first one
 	// match, and none after it.
-	rules := `table ip lvspt {
-	chain out {
-		type filter hook output priority 0
-		icmp type time-exceeded quota until 100 bytes drop
-	}
-}`
-	cmd := exec.Command("ip", "netns", "exec", n.R.Name, nft, "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
-	var r obs.Trace
-	start := time.Now()
-	n.A.MustDo(t, func() error {
-		r = Run(context.Background(), obs.TraceArgs{Src: n.AAddr, Dst: n.BAddr, MaxHops: 4, Timeout: 2 * time.Second})
-		return nil
-	})
-	took := time.Since(start)
-	t.Logf("%s\n(took %v)", String(r), took)
+	n, r, took := traceDropping(t, "icmp type time-exceeded quota until 100 bytes drop", 2*time.Second)
 	if len(r.Hops) < 1 || r.Hops[0].Addr != n.RA {
 		t.Fatalf("hop 1 should be the router %s, asked again: %+v", n.RA, r.Hops)
 	}
@@ -103,34 +82,36 @@ func TestTraceRetriesSilentHop(t *testing.T) {
 // budget, or a firewall) costs the trace its retries and one settling
 // wait, not the whole timeout; the destination's answer still ends it.
 func TestTraceGivesUpOnSilentHop(t *testing.T) {
-	testenv.RequireRoot(t)
-	nft := testenv.RequireCommand(t, "nft", "nftables")
-	n := nstest.NewRouted(t)
-	rules := `table ip lvspt {
-	chain out {
-		type filter hook output priority 0
-		icmp type time-exceeded drop
-	}
-}`
-	cmd := exec.Command("ip", "netns", "exec", n.R.Name, nft, "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
-	var r obs.Trace
-	start := time.Now()
-	n.A.MustDo(t, func() error {
-		r = Run(context.Background(), obs.TraceArgs{Src: n.AAddr, Dst: n.BAddr, MaxHops: 4, Timeout: 3 * time.Second})
-		return nil
-	})
-	took := time.Since(start)
-	t.Logf("%s\n(took %v)", String(r), took)
+	_, r, took := traceDropping(t, "icmp type time-exceeded drop", 3*time.Second)
 	if len(r.Hops) < 2 || r.Hops[0].Addr != "" || !r.Reached {
 		t.Fatalf("want a silent first hop and the destination reached: %+v", r)
 	}
 	if want := Retries*RetryGap + SettleMin + 200*time.Millisecond; took > want {
 		t.Fatalf("took %v, more than %v: the silent hop waited out the timeout", took, want)
 	}
+}
+
+// traceDropping traces from A to B through a router whose output chain
+// has the nftables rule, and says how long the trace took.
+func traceDropping(t *testing.T, rule string, timeout time.Duration) (*nstest.Routed, obs.Trace, time.Duration) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	nft := testenv.RequireCommand(t, "nft", "nftables")
+	n := nstest.NewRouted(t)
+	cmd := exec.Command("ip", "netns", "exec", n.R.Name, nft, "-f", "-")
+	cmd.Stdin = strings.NewReader("table ip lvspt {\n\tchain out {\n\t\ttype filter hook output priority 0\n\t\t" + rule + "\n\t}\n}\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	var r obs.Trace
+	start := time.Now()
+	n.A.MustDo(t, func() error {
+		r = Run(context.Background(), obs.TraceArgs{Src: n.AAddr, Dst: n.BAddr, MaxHops: 4, Timeout: timeout})
+		return nil
+	})
+	took := time.Since(start)
+	t.Logf("%s\n(took %v)", String(r), took)
+	return n, r, took
 }
 
 func TestSilent(t *testing.T) {

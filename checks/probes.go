@@ -308,7 +308,7 @@ func captureRing(top *topology.Topology, h *classify.Host, opt Options) int {
 			}
 			n := float64(testCount(s, opt) * len(s.Tests()))
 			switch {
-			case s.Persistent:
+			case s.Persistent: // every connection of a client may go to this one
 			case s.Scheduler == "rr":
 				n /= float64(len(s.RealServers))
 			case s.Scheduler == "wrr" && total > 0:

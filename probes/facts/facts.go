@@ -303,18 +303,14 @@ func NeighState(s int) string {
 func readSysctls() (map[string]string, error) {
 	out := make(map[string]string, 32)
 	var errs []error
-	ipv4 := filepath.Join(procSys, "net/ipv4")
-	root, err := openDir(ipv4)
+	root, err := openDir(nil, filepath.Join(procSys, "net/ipv4"))
 	if err != nil {
 		return out, err
 	}
 	defer root.Close()
 	get := func(dir *os.File, rel string) (string, error) {
-		b, err := readProcAt(int(dir.Fd()), rel)
-		if err != nil {
-			return "", &os.PathError{Op: "read", Path: filepath.Join(dir.Name(), rel), Err: errors.Unwrap(err)}
-		}
-		return strings.TrimSpace(string(b)), nil
+		b, err := readSysctl(dir, rel)
+		return strings.TrimSpace(string(b)), err
 	}
 	for _, k := range []string{
 		"ip_forward",
@@ -329,7 +325,7 @@ func readSysctls() (map[string]string, error) {
 			out["net.ipv4."+k] = v
 		}
 	}
-	conf, err := openDirAt(root, ipv4, "conf")
+	conf, err := openDir(root, "conf")
 	if err != nil {
 		return out, errors.Join(append(errs, err)...)
 	}
@@ -351,7 +347,7 @@ func readSysctls() (map[string]string, error) {
 			}
 		}
 	}
-	if vs, err := openDirAt(root, ipv4, "vs"); err == nil {
+	if vs, err := openDir(root, "vs"); err == nil {
 		defer vs.Close()
 		ents, _ := vs.ReadDir(-1)
 		for _, e := range ents {
@@ -366,23 +362,18 @@ func readSysctls() (map[string]string, error) {
 	return out, errors.Join(errs...)
 }
 
-// openDir opens a directory for reads relative to it (readProcAt).
-func openDir(path string) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+// openDir opens the directory name (relative to dir where dir is not nil)
+// for reads relative to it (readSysctl).
+func openDir(dir *os.File, name string) (*os.File, error) {
+	dirfd, path := unix.AT_FDCWD, name
+	if dir != nil {
+		dirfd, path = int(dir.Fd()), filepath.Join(dir.Name(), name)
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	return os.NewFile(uintptr(fd), path), nil
-}
-
-// openDirAt opens rel under the open directory dir, which is at path.
-func openDirAt(dir *os.File, path, rel string) (*os.File, error) {
-	p := filepath.Join(path, rel)
-	fd, err := unix.Openat(int(dir.Fd()), rel, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: p, Err: err}
-	}
-	return os.NewFile(uintptr(fd), p), nil
 }
 
 func readCounters() (map[string]int64, error) {

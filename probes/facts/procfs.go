@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,29 +211,23 @@ func ParseIPVS(r io.Reader) (*obs.IPVSTable, error) {
 // os.ReadFile also stats it and tries the poller (two more system calls
 // each), and a check reads some 1500 sysctls at fifty real servers (17 us
 // a read instead of 33 here).
-func readProc(path string) ([]byte, error) {
-	b, err := readAt(unix.AT_FDCWD, path, false)
-	if err != nil {
-		return nil, &os.PathError{Op: err.Op, Path: path, Err: err.Err}
-	}
-	return b, nil
-}
+func readProc(path string) ([]byte, error) { return readAt(nil, path, false) }
 
-// readProcAt reads the sysctl rel of the open directory dirfd. A sysctl's
+// readSysctl reads the sysctl rel of the open directory dir. A sysctl's
 // value comes whole from one read, so a read that leaves room in the
 // buffer is the last: no read of zero bytes after it.
-func readProcAt(dirfd int, rel string) ([]byte, error) {
-	b, err := readAt(dirfd, rel, true)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
+func readSysctl(dir *os.File, rel string) ([]byte, error) { return readAt(dir, rel, true) }
 
-func readAt(dirfd int, rel string, whole bool) ([]byte, *os.PathError) {
-	fd, err := unix.Openat(dirfd, rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+// readAt reads name, relative to dir where dir is not nil; errors name the
+// whole path.
+func readAt(dir *os.File, name string, whole bool) ([]byte, error) {
+	dirfd, path := unix.AT_FDCWD, name
+	if dir != nil {
+		dirfd, path = int(dir.Fd()), filepath.Join(dir.Name(), name)
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: rel, Err: err}
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
 	b := make([]byte, 0, 512)
@@ -246,7 +241,7 @@ func readAt(dirfd int, rel string, whole bool) ([]byte, *os.PathError) {
 			continue
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: rel, Err: err}
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
 		}
 		b = b[:len(b)+n]
 		if n == 0 || (whole && n < room) {

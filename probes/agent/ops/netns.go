@@ -23,8 +23,9 @@ import (
 // (nsthread.Run), which is what a per-host agent gave for free: the
 // probes open every socket (netlink, packet, ICMP, TCP) on the calling
 // goroutine, and read /proc through thread-self, so all they touch is
-// that namespace's. The thread dies with the request: no other goroutine
-// ever runs in a namespace it did not ask for.
+// that namespace's. The thread stays there for the namespace's next
+// request, never running anything else, until the namespace is released:
+// no other goroutine ever runs in a namespace it did not ask for.
 type Namespaces struct {
 	mu    sync.Mutex
 	hosts map[string]*nsHost
@@ -89,6 +90,7 @@ func (n *Namespaces) release(name string) {
 	n.mu.Unlock()
 	if h != nil {
 		h.done()
+		nsthread.Forget(h.ns)
 		h.ns.Close()
 	}
 }

@@ -1,10 +1,12 @@
 package nsthread
 
 import (
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -84,4 +86,114 @@ func TestRunPanics(t *testing.T) {
 		}
 	}()
 	_ = Run(ns.Handle, func() { panic("boom") })
+}
+
+// threadsIn counts this process's threads switched into the namespace
+// whose inode is ino.
+func threadsIn(t *testing.T, ino uint64) int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, task := range tasks {
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/self/task/"+task.Name()+"/ns/net", &st) == nil && st.Ino == ino {
+			n++
+		}
+	}
+	return n
+}
+
+func nsIno(t *testing.T, name string) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+name, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// waitThreads waits (a second at most) for the namespace to hold want
+// threads of this process.
+func waitThreads(t *testing.T, ino uint64, want int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for threadsIn(t, ino) != want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := threadsIn(t, ino); n != want {
+		t.Fatalf("%d threads in the namespace, want %d", n, want)
+	}
+}
+
+// The next request to a namespace runs on the thread the last one left
+// switched there; Forget ends it, so the namespace is not held alive.
+func TestRunKeepsThread(t *testing.T) {
+	testenv.RequireRoot(t)
+	ns := nstest.New(t)
+	ino := nsIno(t, ns.Name)
+	tid := func() (id int) {
+		if err := Run(ns.Handle, func() { id = unix.Gettid() }); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	first := tid()
+	if second := tid(); second != first {
+		t.Errorf("the second run was on thread %d, the first on %d: not kept", second, first)
+	}
+	waitThreads(t, ino, 1)
+	Forget(ns.Handle)
+	waitThreads(t, ino, 0)
+	if third := tid(); third == first {
+		t.Errorf("after Forget, a run was on the forgotten thread %d", third)
+	}
+	Forget(ns.Handle)
+	waitThreads(t, ino, 0)
+}
+
+// Beyond keepPerNS at once, the threads end after their work; the kept
+// ones end once idle for idleTimeout.
+func TestIdleThreadsEnd(t *testing.T) {
+	testenv.RequireRoot(t)
+	ns := nstest.New(t)
+	ino := nsIno(t, ns.Name)
+	mu.Lock()
+	old := idleTimeout
+	idleTimeout = 100 * time.Millisecond
+	mu.Unlock()
+	t.Cleanup(func() { mu.Lock(); idleTimeout = old; mu.Unlock() })
+	var started sync.WaitGroup
+	started.Add(3 * keepPerNS)
+	ns.MustDo(t, func() error {
+		return Each(3*keepPerNS, func(int) {
+			started.Done()
+			started.Wait() // all at once: no thread serves two
+		})
+	})
+	waitThreads(t, ino, keepPerNS)
+	time.Sleep(100 * time.Millisecond)
+	waitThreads(t, ino, 0)
+}
+
+// A run that panicked leaves its thread to end: what the panicking code
+// left switched or locked there is unknown.
+func TestPanicEndsThread(t *testing.T) {
+	testenv.RequireRoot(t)
+	ns := nstest.New(t)
+	var id int
+	func() {
+		defer func() { _ = recover() }()
+		_ = Run(ns.Handle, func() { id = unix.Gettid(); panic("boom") })
+	}()
+	var next int
+	if err := Run(ns.Handle, func() { next = unix.Gettid() }); err != nil {
+		t.Fatal(err)
+	}
+	if next == id {
+		t.Errorf("a run after a panic was on the panicking thread %d", id)
+	}
+	Forget(ns.Handle)
 }

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -28,6 +29,8 @@ import (
 	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/lvsdoctor/lvsdoctor/probes/internal/nsthread"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
@@ -143,34 +146,20 @@ func (m *Manager) Start(ctx context.Context, a obs.CaptureArgs) (obs.CaptureStar
 		}
 		cand = append(cand, ifc)
 	}
-	// Each socket waits out RCU grace periods in the kernel (binding it,
-	// then setting up its ring): opened one after another, a director's
-	// interfaces took tens of milliseconds each, opened at once they
-	// share the wait.
+	// Each socket waits out an RCU grace period in the kernel, setting up
+	// its ring: opened one after another, a director's interfaces took
+	// tens of milliseconds each, opened at once they share the wait.
 	readers, errs := make([]*reader, len(cand)), make([]string, len(cand))
 	err = nsthread.Each(len(cand), func(i int) {
 		ifc := cand[i]
 		if ctx.Err() != nil {
 			return
 		}
-		tp, err := afpacket.NewTPacket(
-			afpacket.OptInterface(ifc.Name),
-			afpacket.OptFrameSize(FrameSize),
-			afpacket.OptBlockSize(blockSize(a.Ring)),
-			afpacket.OptNumBlocks(NumBlocks),
-			afpacket.OptBlockTimeout(BlockTimeout),
-			afpacket.OptPollTimeout(0), // an empty ring is waited for by the waiter
-		)
+		tp, err := openRing(ifc, a.Ring, raw)
 		if err != nil {
 			errs[i] = fmt.Sprintf("%s: %v", ifc.Name, err)
 			return
 		}
-		if err := tp.SetBPF(raw); err != nil {
-			tp.Close()
-			errs[i] = fmt.Sprintf("%s: set filter: %v", ifc.Name, err)
-			return
-		}
-		_ = tp.InitSocketStats()
 		w, _ := newWaiter(tp)
 		readers[i] = &reader{s: s, iface: ifc.Name, mac: ifc.HardwareAddr, tp: tp, w: w}
 	})
@@ -244,6 +233,55 @@ func newID() string {
 	_, _ = rand.Read(b[:])
 	return "cap-" + hex.EncodeToString(b[:])
 }
+
+// openRing opens ifc's ring with the filter in place. The socket is
+// made for no protocol, so that it receives nothing and afpacket's bind
+// and ring setup need not take it off the network first, each waiting
+// out an RCU grace period to do so (the ring's own wait stays); bound to
+// every protocol once filtered, it starts receiving: 8 ms a socket
+// instead of 25 here, and no packet before the filter.
+func openRing(ifc net.Interface, ring int, filter []bpf.RawInstruction) (*afpacket.TPacket, error) {
+	opts := []any{
+		afpacket.OptInterface(ifc.Name),
+		afpacket.OptFrameSize(FrameSize),
+		afpacket.OptBlockSize(blockSize(ring)),
+		afpacket.OptNumBlocks(NumBlocks),
+		afpacket.OptBlockTimeout(BlockTimeout),
+		afpacket.OptPollTimeout(0), // an empty ring is waited for by the waiter
+	}
+	tp, err := afpacket.NewTPacket(append(opts, afpacket.OptProtocol(0))...)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := packetFD(tp)
+	if err != nil {
+		// Not this afpacket: its own way, receiving from the start.
+		tp.Close()
+		if tp, err = afpacket.NewTPacket(opts...); err != nil {
+			return nil, err
+		}
+		fd = -1
+	}
+	if err := tp.SetBPF(filter); err != nil {
+		tp.Close()
+		return nil, fmt.Errorf("set filter: %w", err)
+	}
+	_ = tp.InitSocketStats()
+	if fd >= 0 {
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: ethPAll, Ifindex: ifc.Index}); err != nil {
+			tp.Close()
+			return nil, fmt.Errorf("bind: %w", err)
+		}
+	}
+	return tp, nil
+}
+
+// ethPAll is ETH_P_ALL in network byte order, as sockaddr_ll wants it.
+var ethPAll = func() uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], unix.ETH_P_ALL)
+	return binary.NativeEndian.Uint16(b[:])
+}()
 
 func (s *session) requestStop() {
 	s.stopAt.CompareAndSwap(0, time.Now().UnixNano())

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
 
 	"github.com/lvsdoctor/lvsdoctor/probes/internal/nstest"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
@@ -347,4 +348,44 @@ func TestBlockSize(t *testing.T) {
 			t.Errorf("blockSize(%d) = %d, want %d", c.ring, got, c.want)
 		}
 	}
+}
+
+// openRing leaves the socket bound to every protocol on its interface,
+// with the filter in place: it receives what the filter lets through, and
+// only that.
+func TestOpenRingBound(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := nstest.NewPair(t)
+	f, err := NewFilter([]string{p.AAddr}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := f.Raw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.B.MustDo(t, func() error {
+		ifc, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		tp, err := openRing(*ifc, 0, raw)
+		if err != nil {
+			return err
+		}
+		defer tp.Close()
+		fd, err := packetFD(tp)
+		if err != nil {
+			return err
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			return err
+		}
+		ll, ok := sa.(*unix.SockaddrLinklayer)
+		if !ok || ll.Protocol != ethPAll || ll.Ifindex != ifc.Index {
+			t.Errorf("bound to %+v, want protocol %#x on ifindex %d", sa, ethPAll, ifc.Index)
+		}
+		return nil
+	})
 }

@@ -31,18 +31,27 @@ type waiter struct {
 	}
 }
 
-// newWaiter duplicates tp's socket for the netpoller. afpacket does not
-// export the descriptor; the field is read by reflection and checked to be
-// a packet socket, so that another afpacket version fails here (and the
-// capture falls back to polling), never on some other descriptor.
-func newWaiter(tp *afpacket.TPacket) (*waiter, error) {
+// packetFD is tp's socket. afpacket does not export the descriptor; the
+// field is read by reflection and checked to be a packet socket, so that
+// another afpacket version fails here, never on some other descriptor.
+func packetFD(tp *afpacket.TPacket) (int, error) {
 	v := reflect.ValueOf(tp).Elem().FieldByName("fd")
 	if !v.IsValid() || !v.CanInt() {
-		return nil, errors.New("afpacket.TPacket has no fd field")
+		return -1, errors.New("afpacket.TPacket has no fd field")
 	}
 	fd := int(v.Int())
 	if dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || dom != unix.AF_PACKET {
-		return nil, fmt.Errorf("afpacket.TPacket's fd %d is not a packet socket (%v)", fd, err)
+		return -1, fmt.Errorf("afpacket.TPacket's fd %d is not a packet socket (%v)", fd, err)
+	}
+	return fd, nil
+}
+
+// newWaiter duplicates tp's socket for the netpoller; where packetFD
+// fails, the capture falls back to polling.
+func newWaiter(tp *afpacket.TPacket) (*waiter, error) {
+	fd, err := packetFD(tp)
+	if err != nil {
+		return nil, err
 	}
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {

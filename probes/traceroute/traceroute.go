@@ -1,9 +1,12 @@
-// Package traceroute is `traceroute -n -s Src Dst` with every TTL sent at
-// once: one UDP probe per TTL to port BasePort+TTL from a socket bound to
-// Src, the answers read from a raw ICMP socket and matched by the quoted
-// IP/UDP header (destination, our source port, and the destination port
-// that names the TTL). A hop that stays silent while one beyond it
-// answered is asked again, like traceroute's further queries per hop.
+// Package traceroute is `traceroute -n -s Src Dst` with the TTLs sent
+// Window at a time, the next ones as soon as the last answers: one UDP
+// probe per TTL to port BasePort+TTL from a socket bound to Src, the
+// answers read from a raw ICMP socket and matched by the quoted IP/UDP
+// header (destination, our source port, and the destination port that
+// names the TTL). A hop that stays silent while one beyond it answered is
+// asked again, like traceroute's further queries per hop; one beyond the
+// furthest answer is waited for as traceroute's -w NEAR does, a multiple
+// of that answer's round trip.
 package traceroute
 
 import (
@@ -17,6 +20,7 @@ import (
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 )
@@ -27,8 +31,22 @@ const (
 	DefaultTimeout = time.Second
 	BasePort       = 33434
 	maxMaxHops     = 64
-	// SettleMin is the least time waited for further answers after the
-	// latest one, once the first hop has answered.
+	// Window TTLs are sent at once, the next Window as soon as the last
+	// of them answers from a router. Every probe beyond the destination
+	// costs it an ICMP error, and the destination behind a masquerading
+	// director answers all the real servers as one peer: a burst of six,
+	// then one a second (net.ipv4.icmp_ratelimit). Eight TTLs at once
+	// spent that on the first real server's trace; two spend one per
+	// real server on the usual two-hop path, the director and the client.
+	Window = 2
+	// A silent hop beyond the furthest answer is waited for TailNear
+	// times that answer's round trip (traceroute's -w NEAR), at least
+	// TailMin: past a director that answered in a millisecond, a client
+	// out of ICMP budget for it cost every trace the full SettleMin.
+	TailNear = 10
+	TailMin  = 30 * time.Millisecond
+	// SettleMin is waited, after the last round of retries, for the
+	// silent hops in front of the furthest answer.
 	SettleMin = 150 * time.Millisecond
 	// RetryGap apart, up to Retries times, the silent hops in front of
 	// the furthest answer are probed again. A router's ICMP errors share
@@ -39,6 +57,10 @@ const (
 	RetryGap = 50 * time.Millisecond
 	Retries  = 2
 )
+
+// tailWait is how long the hops beyond an answer that took rtt are
+// waited for.
+func tailWait(rtt time.Duration) time.Duration { return max(TailMin, TailNear*rtt) }
 
 // Run traces the path to a.Dst. It waits at most a.Timeout once for all
 // probes (or until ctx ends). Sockets are opened on the calling goroutine.
@@ -69,7 +91,7 @@ func Run(ctx context.Context, a obs.TraceArgs) obs.Trace {
 	}
 
 	// The ICMP listener first, so no answer arrives before it exists.
-	ic, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+	ic, err := listenICMP()
 	if err != nil {
 		res.Error = "icmp socket: " + err.Error()
 		return res
@@ -103,12 +125,22 @@ func Run(ctx context.Context, a obs.TraceArgs) obs.Trace {
 	}
 	for i := range hops {
 		hops[i].TTL = i + 1
-		if err := send(i + 1); err != nil {
-			// ENETUNREACH and friends: the path ends here, on this host.
-			res.Error = err.Error()
-			res.Hops = hops[:0]
-			return res
+	}
+	top := 0 // the highest TTL sent
+	more := func() error {
+		for n := min(top+Window, a.MaxHops); top < n; {
+			top++
+			if err := send(top); err != nil {
+				return err
+			}
 		}
+		return nil
+	}
+	if err := more(); err != nil {
+		// ENETUNREACH and friends: the path ends here, on this host.
+		res.Error = err.Error()
+		res.Hops = hops[:0]
+		return res
 	}
 
 	// Stop reading when ctx ends, too: the deadline set here after a
@@ -117,29 +149,44 @@ func Run(ctx context.Context, a obs.TraceArgs) obs.Trace {
 	stop := context.AfterFunc(ctx, func() { _ = ic.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	end := 0           // TTL of the answer that ended the path (0: none yet)
-	until := deadline  // moved closer once the first hop answered
-	retries := Retries // rounds of probes left for silent hops
+	end := 0              // TTL of the answer that ended the path (0: none yet)
+	far := 0              // the furthest TTL that answered
+	var tailAt time.Time  // when the silent hops beyond far are given up
+	var frontAt time.Time // when the silent hops in front of far are, once asked Retries more times
+	retries := Retries    // rounds of probes left for silent hops in front
 	retryAt := time.Now().Add(RetryGap)
-	buf := make([]byte, 1500)
-	for !complete(hops, end) {
-		wait := until
-		if retries > 0 && retryAt.Before(wait) {
+	buf, oob := make([]byte, 1500), make([]byte, 64)
+	for !complete(hops[:top], end) {
+		front := silent(hops[:top], end)
+		var wait time.Time
+		switch {
+		case len(front) > 0 && retries > 0:
 			wait = retryAt
+		case len(front) > 0:
+			wait = frontAt
+			if tailAt.After(wait) {
+				wait = tailAt
+			}
+		default:
+			wait = tailAt
+		}
+		if wait.After(deadline) {
+			wait = deadline
 		}
 		_ = ic.SetReadDeadline(wait)
 		if ctx.Err() != nil {
 			break
 		}
-		n, peer, err := ic.ReadFrom(buf)
+		n, oobn, _, peer, err := ic.ReadMsgIP(buf, oob)
 		now := time.Now()
 		if err != nil {
-			if ctx.Err() != nil || !errors.Is(err, os.ErrDeadlineExceeded) || now.Before(wait) || !wait.Before(until) {
+			if ctx.Err() != nil || !errors.Is(err, os.ErrDeadlineExceeded) || now.Before(wait) ||
+				len(front) == 0 || retries == 0 || !wait.Equal(retryAt) {
 				break // ctx ended, the socket failed, or the wait is over
 			}
 			retries--
 			retryAt = now.Add(RetryGap)
-			for _, ttl := range silent(hops, end) {
+			for _, ttl := range front {
 				if send(ttl) != nil {
 					retries = 0
 					break
@@ -150,34 +197,37 @@ func Run(ctx context.Context, a obs.TraceArgs) obs.Trace {
 				// waited for as long as a late answer is, not the whole
 				// timeout (a director out of ICMP budget for this real
 				// server stays silent for seconds).
-				if d := now.Add(SettleMin); d.Before(until) {
-					until = d
-				}
+				frontAt = now.Add(SettleMin)
 			}
 			continue
 		}
-		typ, code, ttl, ok := match(buf[:n], dst, sport, a.MaxHops)
+		typ, code, ttl, ok := match(stripIPv4(buf[:n]), dst, sport, top)
 		if !ok || hops[ttl-1].Addr != "" {
 			continue
 		}
 		h := &hops[ttl-1]
 		h.Addr = peerIP(peer)
 		h.RTT = now.Sub(sent[ttl-1])
+		if at, ok := arrival(oob[:oobn]); ok && at.After(sent[ttl-1]) && at.Before(now) {
+			h.RTT = at.Sub(sent[ttl-1])
+		}
 		h.Type, h.Code = typ, code
 		if typ == 3 && (end == 0 || ttl < end) {
 			end = ttl
 		}
-		// Once the first hop has answered, wait only a while for the rest:
-		// the kernel rate-limits ICMP errors per peer (burst 6), so behind
-		// a masquerading director the final hop's answers of several
-		// traceroutes are often never sent, and waiting the whole timeout
-		// for them would cost every healthy check a second.
-		if hops[0].Addr != "" {
-			if d := now.Add(max(SettleMin, 2*h.RTT)); d.Before(deadline) {
-				until = d
+		if ttl > far {
+			far = ttl
+			tailAt = now.Add(tailWait(h.RTT))
+		}
+		// A router at the last TTL sent: the path goes on, so do the
+		// probes.
+		if end == 0 && ttl == top && top < a.MaxHops {
+			if more() != nil {
+				break
 			}
 		}
 	}
+	hops = hops[:top]
 	if end > 0 {
 		hops = hops[:end]
 		last := hops[end-1]
@@ -229,6 +279,56 @@ func complete(hops []obs.Hop, end int) bool {
 		}
 	}
 	return true
+}
+
+// listenICMP opens the raw ICMP socket with the kernel's receive
+// timestamps on: a round trip measured when this process gets to read the
+// answer is the time a busy machine took to schedule it, and tailWait
+// multiplies it (fifty real servers on two cores read their first hops'
+// answers tens of milliseconds late).
+func listenICMP() (*net.IPConn, error) {
+	c, err := net.ListenIP("ip4:icmp", &net.IPAddr{IP: net.IPv4zero})
+	if err != nil {
+		return nil, err
+	}
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		})
+	}
+	return c, nil
+}
+
+// arrival is the kernel's receive time in a message's control data
+// (SCM_TIMESTAMPNS).
+func arrival(oob []byte) (time.Time, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SCM_TIMESTAMPNS {
+			continue
+		}
+		switch d := m.Data; len(d) {
+		case 16: // struct timespec of 64-bit longs
+			return time.Unix(int64(binary.NativeEndian.Uint64(d)), int64(binary.NativeEndian.Uint64(d[8:]))), true
+		case 8:
+			return time.Unix(int64(int32(binary.NativeEndian.Uint32(d))), int64(int32(binary.NativeEndian.Uint32(d[4:])))), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// stripIPv4 drops the IPv4 header a raw socket's message starts with.
+func stripIPv4(b []byte) []byte {
+	if len(b) < 20 || b[0]>>4 != 4 {
+		return b
+	}
+	if l := int(b[0]&0x0f) * 4; l >= 20 && l <= len(b) {
+		return b[l:]
+	}
+	return b
 }
 
 func peerIP(a net.Addr) string {

@@ -2,12 +2,18 @@ package traceroute
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/lvsdoctor/lvsdoctor/probes/internal/nstest"
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
@@ -96,13 +102,8 @@ func TestTraceGivesUpOnSilentHop(t *testing.T) {
 func traceDropping(t *testing.T, rule string, timeout time.Duration) (*nstest.Routed, obs.Trace, time.Duration) {
 	t.Helper()
 	testenv.RequireRoot(t)
-	nft := testenv.RequireCommand(t, "nft", "nftables")
 	n := nstest.NewRouted(t)
-	cmd := exec.Command("ip", "netns", "exec", n.R.Name, nft, "-f", "-")
-	cmd.Stdin = strings.NewReader("table ip lvspt {\n\tchain out {\n\t\ttype filter hook output priority 0\n\t\t" + rule + "\n\t}\n}\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
+	nftChain(t, n.R, "output", rule)
 	var r obs.Trace
 	start := time.Now()
 	n.A.MustDo(t, func() error {
@@ -112,6 +113,138 @@ func traceDropping(t *testing.T, rule string, timeout time.Duration) (*nstest.Ro
 	took := time.Since(start)
 	t.Logf("%s\n(took %v)", String(r), took)
 	return n, r, took
+}
+
+// nftChain gives ns a chain on hook with the one rule, and returns how
+// to read the packets its counter (if the rule has one) has seen.
+func nftChain(t *testing.T, ns *nstest.NS, hook, rule string) (packets func() int) {
+	t.Helper()
+	nft := testenv.RequireCommand(t, "nft", "nftables")
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, nft, "-f", "-")
+	cmd.Stdin = strings.NewReader("table ip lvspt {\n\tchain c {\n\t\ttype filter hook " + hook + " priority 0\n\t\t" + rule + "\n\t}\n}\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	return func() int {
+		out, err := exec.Command("ip", "netns", "exec", ns.Name, nft, "list", "chain", "ip", "lvspt", "c").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list: %v: %s", err, out)
+		}
+		f := strings.Fields(string(out))
+		i := slices.Index(f, "packets")
+		if i < 0 || i+1 >= len(f) {
+			t.Fatalf("no counter in %s", out)
+		}
+		n, err := strconv.Atoi(f[i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+}
+
+// The destination gets one probe on the usual path: the TTLs beyond it
+// are never sent, so its ICMP budget (shared by every real server behind
+// a masquerading director) is not spent on them.
+func TestTraceSendsNoFurther(t *testing.T) {
+	testenv.RequireRoot(t)
+	n := nstest.NewRouted(t)
+	probes := nftChain(t, n.B, "input", "udp dport 33434-33498 counter")
+	var r obs.Trace
+	n.A.MustDo(t, func() error {
+		r = Run(context.Background(), obs.TraceArgs{Src: n.AAddr, Dst: n.BAddr, MaxHops: 8, Timeout: 2 * time.Second})
+		return nil
+	})
+	t.Log(String(r))
+	if !r.Reached || len(r.Hops) != 2 {
+		t.Fatalf("want reached in 2 hops: %+v", r)
+	}
+	if got := probes(); got != 1 {
+		t.Errorf("the destination got %d probes, want 1", got)
+	}
+}
+
+// A path longer than Window is followed, Window TTLs at a time.
+func TestTraceLongerPath(t *testing.T) {
+	testenv.RequireRoot(t)
+	const routers = 4
+	ns := []*nstest.NS{nstest.New(t)}
+	addr := func(link, side int) string { return fmt.Sprintf("198.18.%d.%d", link, side) }
+	for i := 1; i <= routers+1; i++ {
+		ns = append(ns, nstest.New(t))
+		// link i joins node i-1 (.1) and node i (.2) on 198.18.i.0/24.
+		nstest.Veth(t, ns[i-1], fmt.Sprintf("r%d", i), addr(i, 1)+"/24", ns[i], fmt.Sprintf("l%d", i), addr(i, 2)+"/24")
+	}
+	route := func(n *nstest.NS, dst, gw string) {
+		r := &netlink.Route{Gw: net.ParseIP(gw)}
+		if dst != "" {
+			_, r.Dst, _ = net.ParseCIDR(dst)
+		}
+		if err := n.NL().RouteAdd(r); err != nil {
+			t.Fatalf("route %s via %s in %s: %v", dst, gw, n.Name, err)
+		}
+	}
+	route(ns[0], "", addr(1, 2))
+	for i := 1; i <= routers; i++ {
+		ns[i].Sysctl(t, "net.ipv4.ip_forward", "1")
+		if i < routers {
+			route(ns[i], "", addr(i+1, 2))
+		}
+		if i > 1 {
+			route(ns[i], "198.18.1.0/24", addr(i, 1))
+		}
+	}
+	route(ns[routers+1], "", addr(routers+1, 1))
+	src, dst := addr(1, 1), addr(routers+1, 2)
+	var r obs.Trace
+	ns[0].MustDo(t, func() error {
+		r = Run(context.Background(), obs.TraceArgs{Src: src, Dst: dst, MaxHops: 8, Timeout: 2 * time.Second})
+		return nil
+	})
+	t.Log(String(r))
+	if !r.Reached || len(r.Hops) != routers+1 {
+		t.Fatalf("want reached in %d hops: %+v", routers+1, r)
+	}
+	for i, h := range r.Hops {
+		if want := addr(i+1, 2); h.Addr != want {
+			t.Errorf("hop %d: %s, want %s", i+1, h.Addr, want)
+		}
+	}
+}
+
+// A destination that never answers (out of ICMP budget for this peer, or
+// a firewall) is waited for as long as tailWait gives the answer before
+// it, not the timeout: Q.2 needs the first hop, which did answer.
+func TestTraceSilentDestination(t *testing.T) {
+	testenv.RequireRoot(t)
+	n := nstest.NewRouted(t)
+	nftChain(t, n.B, "input", "udp dport 33434-33498 drop")
+	var r obs.Trace
+	start := time.Now()
+	n.A.MustDo(t, func() error {
+		r = Run(context.Background(), obs.TraceArgs{Src: n.AAddr, Dst: n.BAddr, MaxHops: 8, Timeout: 3 * time.Second})
+		return nil
+	})
+	took := time.Since(start)
+	t.Logf("%s\n(took %v)", String(r), took)
+	if r.Reached || len(r.Hops) != Window || r.Hops[0].Addr != n.RA || r.Hops[1].Addr != "" {
+		t.Fatalf("want the router, then silence, and no more probes: %+v", r)
+	}
+	if took > time.Second {
+		t.Fatalf("took %v: the silent destination waited out the timeout", took)
+	}
+}
+
+func TestTailWait(t *testing.T) {
+	for _, c := range []struct{ rtt, want time.Duration }{
+		{0, TailMin},
+		{time.Millisecond, TailMin},
+		{20 * time.Millisecond, 200 * time.Millisecond},
+	} {
+		if got := tailWait(c.rtt); got != c.want {
+			t.Errorf("tailWait(%v) = %v, want %v", c.rtt, got, c.want)
+		}
+	}
 }
 
 func TestSilent(t *testing.T) {
@@ -165,5 +298,57 @@ func TestQuotedProbe(t *testing.T) {
 	}
 	if _, ok := quotedProbe(q[:24], []byte{198, 18, 2, 2}, 40000, 8); ok {
 		t.Fatal("matched a short quote")
+	}
+}
+
+// arrival reads the kernel's receive time: a datagram sent to itself on
+// loopback arrived between its sending and its reading.
+func TestArrival(t *testing.T) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	if _, err := c.WriteTo([]byte("x"), c.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	oob := make([]byte, 64)
+	_, oobn, _, _, err := c.ReadMsgUDP(make([]byte, 8), oob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := time.Now()
+	at, ok := arrival(oob[:oobn])
+	if !ok {
+		t.Fatalf("no timestamp in %x", oob[:oobn])
+	}
+	if at.Before(before.Add(-time.Millisecond)) || !at.Before(read.Add(-10*time.Millisecond)) {
+		t.Errorf("arrived %v, sent %v, read %v: not the kernel's arrival", at, before, read)
+	}
+	if _, ok := arrival(nil); ok {
+		t.Error("a timestamp out of nothing")
+	}
+}
+
+func TestStripIPv4(t *testing.T) {
+	hdr := make([]byte, 24)
+	hdr[0] = 0x46 // version 4, 24-byte header
+	b := append(hdr, 11, 0)
+	if got := stripIPv4(b); len(got) != 2 || got[0] != 11 {
+		t.Errorf("stripIPv4 = %v", got)
+	}
+	if got := stripIPv4([]byte{11, 0}); len(got) != 2 {
+		t.Errorf("a message without a header lost bytes: %v", got)
 	}
 }

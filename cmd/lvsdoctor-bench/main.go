@@ -51,6 +51,7 @@ func main() {
 	faults := flag.String("faults", "rs-no-listener,rs-wrong-gateway,director-no-forwarding,director-no-masquerade,director-firewall-drops-replies,director-rpfilter-requests", "faults to time, comma-separated (\"\" for none)")
 	sshMode := flag.Bool("ssh", false, "time the healthy check over SSH instead (lab up --ssh): netns, SSH first runs (upload), SSH --keep-agent second run, SSH without --keep-agent")
 	sshUser := flag.String("ssh-user", "", "with -ssh: log in as this existing user (through sudo -n) instead of root, e.g. one whose shell reads no ~/.bashrc")
+	sshDirect := flag.Bool("ssh-direct", false, "with -ssh: reach the hosts directly (ssh://[USER@]ADDR) instead of through the lab's bastion (ProxyJump)")
 	flag.Parse()
 	if err := lab.CheckPrivileges(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -62,7 +63,7 @@ func main() {
 	bin, err := labtest.BuildBinary(dir)
 	check(err)
 	if *sshMode {
-		measureSSH(bin, dir, *runs, *sshUser)
+		measureSSH(bin, dir, *runs, *sshUser, *sshDirect)
 		return
 	}
 
@@ -160,7 +161,7 @@ func measureLab(bin, dir string, k, runs int, faults []string) map[string][]samp
 // The hosts' cached copy of the bench's binary is removed before each
 // first run (it may be there from an earlier bench of the same build) and
 // at the end, with every other copy the bench made.
-func measureSSH(bin, dir string, runs int, sshUser string) {
+func measureSSH(bin, dir string, runs int, sshUser string, direct bool) {
 	name := "lvsdbenchssh"
 	_ = lab.Down(name)
 	t0 := time.Now()
@@ -177,6 +178,10 @@ func measureSSH(bin, dir string, runs int, sshUser string) {
 		check(err)
 		sshTopo, home = st.SSH.SudoTopo, u.HomeDir
 		fmt.Printf("logging in as %s (shell from /etc/passwd, sudo -n)\n", sshUser)
+	}
+	if direct {
+		sshTopo = directTopology(st, sshTopo, sshUser, filepath.Join(dir, "ssh-direct.yaml"))
+		fmt.Println("reaching the hosts directly, not through the bastion")
 	}
 	// The controller's cache (the compressed agent): the bench's own.
 	xdg := filepath.Join(dir, "cache")
@@ -240,6 +245,29 @@ func measureSSH(bin, dir string, runs int, sshUser string) {
 	}
 	fmt.Println("paired: the median of each round's ratio to that round's netns run, which a machine that drifts faster or slower during the bench moves less")
 	fmt.Println("targets (issue #4): --keep-agent 2nd run at most 1.5x netns, a first run that uploads at most 2.5x")
+}
+
+// directTopology rewrites the lab's SSH topology file from to name each
+// host by its management address (ssh://[user@]ADDR), so that no
+// connection goes through the bastion, and returns the new file's path.
+func directTopology(st *lab.State, from, user, path string) string {
+	b, err := os.ReadFile(from)
+	check(err)
+	text := string(b)
+	at := ""
+	if user != "" {
+		at = user + "@"
+	}
+	for role, addr := range st.SSH.Addrs {
+		alias := st.Alias(role)
+		text = strings.ReplaceAll(text, "host: "+at+alias+"\n", "host: ssh://"+at+addr+"\n")
+		text = strings.ReplaceAll(text, "host: "+alias+"\n", "host: ssh://"+at+addr+"\n")
+	}
+	if strings.Contains(text, "host: "+at+st.Name+"-") || strings.Contains(text, "host: "+st.Name+"-") {
+		check(fmt.Errorf("%s: a host still named by its alias after rewriting it to its address", from))
+	}
+	check(os.WriteFile(path, []byte(text), 0o644))
+	return path
 }
 
 // fileHash is the SHA-256 of a file, hex: what names the hosts' cached

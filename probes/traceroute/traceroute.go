@@ -128,10 +128,9 @@ func Run(ctx context.Context, a obs.TraceArgs) obs.Trace {
 	}
 	top := 0 // the highest TTL sent
 	more := func() error {
-		for n := min(top+Window, a.MaxHops); top < n; {
-			top++
-			if err := send(top); err != nil {
-				return err
+		for n := min(top+Window, a.MaxHops); top < n; top++ {
+			if err := send(top + 1); err != nil {
+				return err // top: the last TTL that did leave
 			}
 		}
 		return nil

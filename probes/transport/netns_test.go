@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,17 +14,6 @@ import (
 	"github.com/lvsdoctor/lvsdoctor/probes/obs"
 	"github.com/lvsdoctor/lvsdoctor/probes/testenv"
 )
-
-// nsInode is the inode of a named namespace, which an agent serving it
-// must report as its own.
-func nsInode(t *testing.T, name string) uint64 {
-	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat("/run/netns/"+name, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Ino
-}
 
 // TestNetnsSharedAgent: two namespaces served by one agent process each
 // see only their own: their own namespace, addresses and sockets (a ping
@@ -48,10 +36,10 @@ func TestNetnsSharedAgent(t *testing.T) {
 	if a.Hello.PID != b.Hello.PID {
 		t.Errorf("two agent processes (%d, %d), want one for both namespaces", a.Hello.PID, b.Hello.PID)
 	}
-	if got, want := a.Hello.NetNS, nsInode(t, p.A.Name); got != want {
+	if got, want := a.Hello.NetNS, p.A.Inode(t); got != want {
 		t.Errorf("A's agent reports namespace %d, want %d", got, want)
 	}
-	if got, want := b.Hello.NetNS, nsInode(t, p.B.Name); got != want {
+	if got, want := b.Hello.NetNS, p.B.Inode(t); got != want {
 		t.Errorf("B's agent reports namespace %d, want %d", got, want)
 	}
 

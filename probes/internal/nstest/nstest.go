@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,6 +94,17 @@ func New(t testing.TB) *NS {
 
 // NL is a netlink handle bound to the namespace.
 func (ns *NS) NL() *netlink.Handle { return ns.nl }
+
+// Inode is the namespace's nsfs inode: what /proc/PID/task/TID/ns/net of a
+// thread inside it, or an agent's hello, shows.
+func (ns *NS) Inode(t testing.TB) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+ns.Name, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
 
 // Do runs fn on a goroutine whose thread is inside the namespace, and
 // waits for it. Sockets fn opens belong to the namespace; goroutines fn

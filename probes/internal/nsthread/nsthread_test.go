@@ -19,10 +19,7 @@ import (
 func TestEachInCallersNamespace(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := nstest.New(t)
-	var want syscall.Stat_t
-	if err := syscall.Stat("/run/netns/"+ns.Name, &want); err != nil {
-		t.Fatal(err)
-	}
+	want := ns.Inode(t)
 	got := make([]uint64, 8)
 	ns.MustDo(t, func() error {
 		return Each(len(got), func(i int) {
@@ -33,12 +30,12 @@ func TestEachInCallersNamespace(t *testing.T) {
 		})
 	})
 	for i, ino := range got {
-		if ino != want.Ino {
-			t.Errorf("fn(%d) ran in namespace %d, want %d", i, ino, want.Ino)
+		if ino != want {
+			t.Errorf("fn(%d) ran in namespace %d, want %d", i, ino, want)
 		}
 	}
 	var self syscall.Stat_t
-	if err := syscall.Stat("/proc/thread-self/ns/net", &self); err != nil || self.Ino == want.Ino {
+	if err := syscall.Stat("/proc/thread-self/ns/net", &self); err != nil || self.Ino == want {
 		t.Errorf("the test's own thread was left in the namespace (%v)", err)
 	}
 }
@@ -106,15 +103,6 @@ func threadsIn(t *testing.T, ino uint64) int {
 	return n
 }
 
-func nsIno(t *testing.T, name string) uint64 {
-	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat("/run/netns/"+name, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Ino
-}
-
 // waitThreads waits (a second at most) for the namespace to hold want
 // threads of this process.
 func waitThreads(t *testing.T, ino uint64, want int) {
@@ -133,7 +121,7 @@ func waitThreads(t *testing.T, ino uint64, want int) {
 func TestRunKeepsThread(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := nstest.New(t)
-	ino := nsIno(t, ns.Name)
+	ino := ns.Inode(t)
 	tid := func() (id int) {
 		if err := Run(ns.Handle, func() { id = unix.Gettid() }); err != nil {
 			t.Fatal(err)
@@ -159,7 +147,7 @@ func TestRunKeepsThread(t *testing.T) {
 func TestIdleThreadsEnd(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := nstest.New(t)
-	ino := nsIno(t, ns.Name)
+	ino := ns.Inode(t)
 	mu.Lock()
 	old := idleTimeout
 	idleTimeout = 100 * time.Millisecond

@@ -434,7 +434,9 @@ func unamePattern() string {
 // checks the compressed bytes' hash against HASH before it unpacks
 // anything, and publishes the copy only once it has unpacked whole; then
 // it says "@exec" and execs the agent (through sudo -n when the login is
-// not root) on that stdin and stdout.
+// not root) on that stdin and stdout. A path given with --agent that
+// names no file is "@missing": what execve then cannot find is the
+// agent's program interpreter (agentStartError).
 //
 // Every session costs sshd a fork and a shell, every wait a round trip
 // and every process a fork and exec: one session per host, no question
@@ -516,6 +518,7 @@ if [ $M != given ]; then
   fi
   trap - HUP INT TERM PIPE
 fi
+[ -e "$P" ] || { echo "@missing"; exit 0; }
 echo "@exec"
 if [ -n "$D" ]; then $S "$P" agent; rc=$?; rm -rf "$D"; exit $rc; fi
 exec $S "$P" agent
@@ -687,7 +690,7 @@ func (sc *sshConn) startAgent(ctx context.Context, spec string, o SSHOptions) (*
 			switch {
 			case k == "exec" && upErr != nil:
 				return "", upErr
-			case k == "exec", k == "wait", k == "wrongarch", k == "upload", k == "dir" && v == "fail":
+			case k == "exec", k == "wait", k == "wrongarch", k == "missing", k == "upload", k == "dir" && v == "fail":
 				return k, nil
 			}
 		}
@@ -700,6 +703,8 @@ func (sc *sshConn) startAgent(ctx context.Context, spec string, o SSHOptions) (*
 		return nil, agent.Hello{}, fmt.Errorf("the host runs %s, this lvsdoctor is linux/%s: build lvsdoctor for that host and pass its path with --agent", got["arch"], runtime.GOARCH)
 	case k == "dir":
 		return nil, agent.Hello{}, fmt.Errorf("cannot create a private directory in /tmp")
+	case k == "missing":
+		return nil, agent.Hello{}, fmt.Errorf("the agent does not run there: that host has no %s (--agent names a copy already on the host)", o.AgentPath)
 	case got["arch"] == "" || got["uid"] == "":
 		return nil, agent.Hello{}, fmt.Errorf("unexpected answer to the setup commands: %q", got)
 	}
@@ -798,6 +803,17 @@ func agentStartError(stderr string, sudo bool) error {
 		return fmt.Errorf("sudo wants a password: the agent must run as root; allow `sudo -n` for this user (NOPASSWD) or log in as root")
 	case strings.Contains(stderr, "xec format error"):
 		return fmt.Errorf("the agent does not run there (%s): build lvsdoctor for that host's architecture and pass its path with --agent", stderr)
+	case strings.Contains(stderr, "GLIBC_"):
+		// The loader's "version `GLIBC_2.34' not found": built with cgo
+		// against a newer C library than the host's.
+		return fmt.Errorf("the agent does not run there: it was built against a newer C library than that host has (%s): %s", stderr, staticHint)
+	case sudo && (strings.Contains(stderr, "sudo: not found") || strings.Contains(stderr, "sudo: command not found")):
+		return fmt.Errorf("sudo is not installed there: the agent must run as root; log in as root, or install sudo and allow `sudo -n` for this user")
+	case strings.Contains(stderr, "not found") || strings.Contains(stderr, "No such file or directory"):
+		// The file is there (the setup script looked), so what execve
+		// did not find is its program interpreter: a build with cgo,
+		// on a host without that C library (musl, as on Alpine).
+		return fmt.Errorf("the agent does not run there: its program interpreter (the C library's loader it was built with) is missing on that host (%s): %s", stderr, staticHint)
 	case sudo && !strings.Contains(stderr, "unable to execute") &&
 		(strings.Contains(stderr, "sudo:") || strings.Contains(stderr, "sudoers") || strings.Contains(stderr, "may not run sudo")):
 		return fmt.Errorf("sudo -n does not work: %s", stderr)
@@ -806,6 +822,10 @@ func agentStartError(stderr string, sudo bool) error {
 	}
 	return fmt.Errorf("the agent does not run there: %s", stderr)
 }
+
+// staticHint is what to do about an agent that needs a C library the host
+// does not have.
+const staticHint = "build lvsdoctor with CGO_ENABLED=0 (a static binary, which runs on any Linux of its architecture; the README's build does) and run it again, or pass such a copy with --agent"
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {

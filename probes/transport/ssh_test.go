@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -232,6 +233,10 @@ func TestSSHErrors(t *testing.T) {
 	notExec := filepath.Join(s.dir, "not-executable")
 	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
 
+	// A binary built with cgo on a host without its C library (musl, as
+	// on Alpine): execve cannot find the program interpreter.
+	noLoader := withoutInterpreter(t, s.dir)
+
 	cases := []struct {
 		name, spec, want string
 		cfg              func() string
@@ -239,7 +244,8 @@ func TestSSHErrors(t *testing.T) {
 	}{
 		{"sudo wants a password", "lvs-nopw", "sudo wants a password", func() string { return s.config(t, s.knownHosts, nopw) }, SSHOptions{}},
 		{"agent not executable", "lvs-test", "cannot be executed there", func() string { return s.config(t, s.knownHosts) }, SSHOptions{AgentPath: notExec}},
-		{"agent not there", "lvs-test", "does not run there", func() string { return s.config(t, s.knownHosts) }, SSHOptions{AgentPath: "/nonexistent/lvsdoctor"}},
+		{"agent not there", "lvs-test", "has no /nonexistent/lvsdoctor", func() string { return s.config(t, s.knownHosts) }, SSHOptions{AgentPath: "/nonexistent/lvsdoctor"}},
+		{"no C library loader", "lvs-test", "program interpreter", func() string { return s.config(t, s.knownHosts) }, SSHOptions{AgentPath: noLoader}},
 		{"wrong key", "lvs-test", "refused every key", func() string {
 			p := s.config(t, s.knownHosts)
 			b, _ := os.ReadFile(p)
@@ -291,6 +297,42 @@ func TestSSHErrors(t *testing.T) {
 		}
 		c.Close()
 	})
+}
+
+// withoutInterpreter copies a dynamically linked program of this machine
+// into dir with its program interpreter renamed to one that does not
+// exist, and returns the copy's path.
+func withoutInterpreter(t *testing.T, dir string) string {
+	t.Helper()
+	src, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const gone = "/nonexistent/ld.so"
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP || p.Filesz <= uint64(len(gone)) {
+			continue
+		}
+		interp := b[p.Off : p.Off+p.Filesz]
+		copy(interp, gone)
+		clear(interp[len(gone):])
+		out := filepath.Join(dir, "no-loader")
+		if err := os.WriteFile(out, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	t.Fatalf("%s has no program interpreter to take away", src)
+	return ""
 }
 
 // TestSSHKeepAgentShared: hosts that share a home directory (NFS; the lab,
@@ -699,7 +741,12 @@ func TestAgentStartError(t *testing.T) {
 		{"Sorry, user ops may not run sudo on lb1.", true, "sudo -n does not work"},
 		{"sudo: unable to execute /tmp/lvsdoctor.x/lvsdoctor: Permission denied", true, "cannot be executed there"},
 		{"sh: 1: exec: /tmp/lvsdoctor.x/lvsdoctor: Permission denied", false, "cannot be executed there"},
-		{"sudo: unable to execute /opt/lvsdoctor: No such file or directory", true, "does not run there: sudo: unable to execute /opt/lvsdoctor"},
+		// The setup script saw the file, so what is missing is its loader.
+		{"sudo: unable to execute /opt/lvsdoctor: No such file or directory", true, "program interpreter"},
+		{"sh: 1: exec: /tmp/lvsdoctor.x/lvsdoctor: not found", false, "CGO_ENABLED=0"},
+		{"bash: line 1: /tmp/lvsdoctor.x/lvsdoctor: cannot execute: required file not found", false, "program interpreter"},
+		{"/tmp/lvsdoctor.x/lvsdoctor: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found (required by /tmp/lvsdoctor.x/lvsdoctor)", true, "newer C library"},
+		{"sh: 14: sudo: not found", true, "sudo is not installed there"},
 		{"sudo: unable to execute /opt/lvsdoctor: Exec format error", true, "build lvsdoctor for that host's architecture"},
 		{"", true, "exited without a word"},
 	} {

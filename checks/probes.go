@@ -139,42 +139,16 @@ func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, 
 		args obs.ConnectArgs
 	}
 	var slots []*slot
+	traffic := !opt.Static && cl != nil
 	for i, s := range top.Services {
 		in.Services[i].Service = s
-		if opt.Static || cl == nil {
-			continue
-		}
-		n := testCount(s, opt)
-		if len(s.Tests()) == 0 {
+		if traffic && len(s.Tests()) == 0 {
 			in.Services[i].Error = fmt.Sprintf("%s names no VIP and ports, so which traffic its mark catches is unknown: give vip: and ports: (e.g. ports: [8080]) to test it", s)
 		}
-		for _, t := range s.Tests() {
-			args := obs.ConnectArgs{Proto: t.Proto, Src: cip.String(), Dst: t.Dst.String(), Count: n, Timeout: opt.Timeout}
-			if t.Proto == "tcp" && t.Dst.Port() == ftpPort {
-				args.App = connect.AppFTP
-			}
-			slots = append(slots, &slot{svc: i, args: args})
-			if redirects && t.Proto == "tcp" && args.App == "" {
-				// The TCP form: a slow upload. The real server acts on a
-				// redirect for an established connection while it waits
-				// in read, so its acknowledgements of the trickled lines
-				// show the redirect taking effect.
-				slow := args
-				slow.Count = min(2*len(s.RealServers), opt.MaxConnections)
-				slow.Payload, slow.Trickle = trickleRequest, redirectGap
-				slots = append(slots, &slot{svc: i, args: slow})
-			}
-			if redirects && t.Proto == "udp" {
-				// A one-arm director that sends redirects: a burst shows
-				// one redirect per real server, which the real server
-				// only acts on once it has resolved the client's address.
-				// Exchanges spaced wider than the kernel's redirect
-				// backoff (20 ms << n) show the replies going around
-				// the director.
-				series := args
-				series.Count, series.Gap = redirectSeries, redirectGap
-				slots = append(slots, &slot{svc: i, args: series})
-			}
+	}
+	if traffic {
+		for _, t := range trafficPlan(top, cip, redirects, opt) {
+			slots = append(slots, &slot{svc: t.Service, args: t.ConnectArgs})
 		}
 	}
 	// Q.3 and Q.4 of a service run while its test connections do; once
@@ -247,6 +221,60 @@ func runProbes(ctx context.Context, top *topology.Topology, in *classify.Input, 
 		}
 		sr.Conns = append(sr.Conns, sl.res.Conns...)
 	}
+}
+
+// PlannedTraffic is one burst of test connections from the client.
+type PlannedTraffic struct {
+	Service int // index in the topology's services
+	obs.ConnectArgs
+}
+
+// TestTraffic is the test traffic a check sends from the client to the
+// cluster of top (whose client address is known) when its director sends
+// no ICMP redirects: what the benchmark times alone.
+func TestTraffic(top *topology.Topology, opt Options) []PlannedTraffic {
+	opt.defaults()
+	return trafficPlan(top, top.ClientAddr(), false, opt)
+}
+
+// trafficPlan is the test traffic of runProbes: per port of each service,
+// a burst of testCount connections from cip; where the director may send
+// ICMP redirects (redirectRisk), also a slow TCP upload and a spaced UDP
+// series.
+func trafficPlan(top *topology.Topology, cip netip.Addr, redirects bool, opt Options) []PlannedTraffic {
+	var out []PlannedTraffic
+	for i, s := range top.Services {
+		n := testCount(s, opt)
+		for _, t := range s.Tests() {
+			args := obs.ConnectArgs{Proto: t.Proto, Src: cip.String(), Dst: t.Dst.String(), Count: n, Timeout: opt.Timeout}
+			if t.Proto == "tcp" && t.Dst.Port() == ftpPort {
+				args.App = connect.AppFTP
+			}
+			out = append(out, PlannedTraffic{i, args})
+			if redirects && t.Proto == "tcp" && args.App == "" {
+				// The TCP form: a slow upload. The real server acts on a
+				// redirect for an established connection while it waits
+				// in read, so its acknowledgements of the trickled lines
+				// show the redirect taking effect.
+				slow := args
+				slow.Count = min(2*len(s.RealServers), opt.MaxConnections)
+				slow.Payload, slow.Trickle = trickleRequest, redirectGap
+				out = append(out, PlannedTraffic{i, slow})
+			}
+			if redirects && t.Proto == "udp" {
+				// A one-arm director that sends redirects: a burst shows
+				// one redirect per real server, which the real server
+				// only acts on once it has resolved the client's address.
+				// Exchanges spaced wider than the kernel's redirect
+				// backoff (20 ms << n) show the replies going around
+				// the director.
+				series := args
+				series.Count, series.Gap = redirectSeries, redirectGap
+				out = append(out, PlannedTraffic{i, series})
+			}
+		}
+	}
+	return out
 }
 
 // Test traffic beyond one burst per service.

@@ -29,20 +29,30 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/lvsdoctor/lvsdoctor/checks"
 	"github.com/lvsdoctor/lvsdoctor/checks/labtest"
 	"github.com/lvsdoctor/lvsdoctor/lvs/lab"
+	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
+	"github.com/lvsdoctor/lvsdoctor/probes/connect"
 )
 
 type sample struct {
 	wall         time.Duration
+	cpu          time.Duration // the machine's busy CPU meanwhile, all processes
 	ctlKB, agtKB int64
 	exit         int
+	// traffic is how long the check's Q.1-Q.4 step took (from "Q.1-Q.4"
+	// to "stopping captures" in its -v progress), where it was asked for.
+	traffic time.Duration
 }
 
 func main() {
@@ -52,7 +62,15 @@ func main() {
 	sshMode := flag.Bool("ssh", false, "time the healthy check over SSH instead (lab up --ssh): netns, SSH first runs (upload), SSH --keep-agent second run, SSH without --keep-agent")
 	sshUser := flag.String("ssh-user", "", "with -ssh: log in as this existing user (through sudo -n) instead of root, e.g. one whose shell reads no ~/.bashrc")
 	sshDirect := flag.Bool("ssh-direct", false, "with -ssh: reach the hosts directly (ssh://[USER@]ADDR) instead of through the lab's bastion (ProxyJump)")
+	trafficOnly := flag.String("traffic-only", "", "(run by the bench itself, in the client's namespace) open only the test connections a check of this topology file opens, and exit")
 	flag.Parse()
+	switch *trafficOnly {
+	case "":
+	case "none": // how long this process takes to start and end
+		return
+	default:
+		os.Exit(runTraffic(*trafficOnly))
+	}
 	if err := lab.CheckPrivileges(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -74,6 +92,34 @@ func main() {
 			float64(median(bigHealthy["healthy"]).wall)/float64(median(small["healthy"]).wall))
 		measurePaired(bin, dir, *big, *runs)
 	}
+}
+
+// runTraffic opens the test connections a check of the topology in file
+// opens (checks.TestTraffic), all bursts at once as the client's agent
+// does, and nothing else: no capture, no facts, no agent. It says how
+// many were not answered, and fails if any.
+func runTraffic(file string) int {
+	top, err := topology.Load(file)
+	check(err)
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for _, t := range checks.TestTraffic(top, checks.Options{}) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, c := range connect.Run(context.Background(), t.ConnectArgs).Conns {
+				if c.Result != connect.OK {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := bad.Load(); n > 0 {
+		fmt.Fprintf(os.Stderr, "%d test connections not answered\n", n)
+		return 1
+	}
+	return 0
 }
 
 // rateLimitPause goes between two checks: the kernel's ICMP rate limit
@@ -113,8 +159,55 @@ func measurePaired(bin, dir string, big, runs int) {
 			time.Sleep(rateLimitPause)
 		}
 	}
-	fmt.Printf("paired rounds: 2 rs %s, %d rs %s, median of the rounds' ratios %.2fx\n",
-		ms(median(out[0]).wall), big, ms(median(out[1]).wall), pairedRatio(out[1], out[0]))
+	fmt.Printf("paired rounds: 2 rs %s (busy CPU %s), %d rs %s (busy CPU %s), median of the rounds' ratios %.2fx\n",
+		ms(median(out[0]).wall), ms(medianCPU(out[0])), big, ms(median(out[1]).wall), ms(medianCPU(out[1])), pairedRatio(out[1], out[0]))
+	measureFloor(bin, topos, big, runs)
+}
+
+// measureFloor bounds from below what the big lab's check can take on
+// this machine, from parts no check can skip, round by round:
+//
+//   - the check's test traffic alone, from a process in the client's
+//     namespace (runTraffic: the same connections, nothing captured),
+//     less that process's own start (the same process opening none);
+//   - the small lab's check less its Q.1-Q.4 step (its -v progress):
+//     reaching the hosts, their facts, starting and stopping captures,
+//     the counters after, classifying.
+//
+// The big check has both to do, one after the other (captures start
+// before the first test packet and stop after the last), the second for
+// 25 times as many hosts: their sum, over the small check, is a ratio
+// the big one cannot go below.
+func measureFloor(bin string, topos [2]string, big, runs int) {
+	self, err := os.Executable()
+	check(err)
+	clientNS := func(topo string) string {
+		t, err := topology.Load(topo)
+		check(err)
+		return strings.TrimPrefix(t.Client.Host, "netns:")
+	}
+	traffic := func(topo string) sample {
+		return timed(clientNS(topos[0]), exec.Command(self, "-traffic-only", topo), nil)
+	}
+	var small, base []sample
+	var tr [2][]sample
+	for r := 0; r < runs; r++ {
+		small = append(small, runCheckIn("", bin, topos[0], "-v"))
+		time.Sleep(rateLimitPause)
+		base = append(base, timed(clientNS(topos[0]), exec.Command(self, "-traffic-only", "none"), nil))
+		for i := range topos {
+			tr[i] = append(tr[i], traffic(topos[i]))
+			time.Sleep(rateLimitPause)
+		}
+	}
+	start := median(base).wall
+	alone := func(ss []sample) time.Duration { return median(ss).wall - start }
+	rest := median(small).wall - medianTraffic(small)
+	fmt.Printf("the test traffic alone (the check's connections, nothing captured, %s of process start taken off): 2 rs %s (busy CPU %s), %d rs %s (busy CPU %s)\n",
+		ms(start), ms(alone(tr[0])), ms(medianCPU(tr[0])), big, ms(alone(tr[1])), ms(medianCPU(tr[1])))
+	fmt.Printf("the 2-rs check %s, of which its Q.1-Q.4 step %s: the rest %s\n", ms(median(small).wall), ms(medianTraffic(small)), ms(rest))
+	fmt.Printf("floor of the %d-rs check: %s + %s = %s, %.2fx the 2-rs check (before anything the %d more hosts need)\n",
+		big, ms(alone(tr[1])), ms(rest), ms(alone(tr[1])+rest), float64(alone(tr[1])+rest)/float64(median(small).wall), big-2)
 }
 
 // measureLab builds one lab and times the check on it, healthy and with
@@ -126,7 +219,7 @@ func measureLab(bin, dir string, k, runs int, faults []string) map[string][]samp
 	topo := upLab(dir, name, k)
 	out := map[string][]sample{}
 	cases := append([]string{"healthy"}, faults...)
-	fmt.Printf("%-34s %8s %8s %8s %12s %12s\n", "case", "median", "min", "max", "ctl MiB", "agent MiB")
+	fmt.Printf("%-34s %8s %8s %8s %9s %12s %12s\n", "case", "median", "min", "max", "busy CPU", "ctl MiB", "agent MiB")
 	for _, c := range cases {
 		if c != "healthy" {
 			check(lab.Clear(ctx, name))
@@ -139,8 +232,8 @@ func measureLab(bin, dir string, k, runs int, faults []string) map[string][]samp
 		}
 		m := median(out[c])
 		lo, hi := minmax(out[c])
-		fmt.Printf("%-34s %8s %8s %8s %12.1f %12.1f   (exit %d)\n", fmt.Sprintf("%s (%d rs)", c, k), ms(m.wall), ms(lo), ms(hi),
-			float64(maxCtl(out[c]))/1024, float64(maxAgt(out[c]))/1024, m.exit)
+		fmt.Printf("%-34s %8s %8s %8s %9s %12.1f %12.1f   (exit %d)\n", fmt.Sprintf("%s (%d rs)", c, k), ms(m.wall), ms(lo), ms(hi),
+			ms(medianCPU(out[c])), float64(maxCtl(out[c]))/1024, float64(maxAgt(out[c]))/1024, m.exit)
 	}
 	return out
 }
@@ -236,12 +329,12 @@ func measureSSH(bin, dir string, runs int, sshUser string, direct bool) {
 		pause()
 	}
 	netns := median(out[order[0]]).wall
-	fmt.Printf("%-34s %8s %8s %8s %7s %8s %12s %12s\n", "healthy check, 2 rs", "median", "min", "max", "/netns", "paired", "ctl MiB", "agent MiB")
+	fmt.Printf("%-34s %8s %8s %8s %7s %8s %9s %12s %12s\n", "healthy check, 2 rs", "median", "min", "max", "/netns", "paired", "busy CPU", "ctl MiB", "agent MiB")
 	for _, c := range order {
 		m := median(out[c])
 		lo, hi := minmax(out[c])
-		fmt.Printf("%-34s %8s %8s %8s %6.2fx %7.2fx %12.1f %12.1f   (exit %d)\n", c, ms(m.wall), ms(lo), ms(hi), float64(m.wall)/float64(netns),
-			pairedRatio(out[c], out[order[0]]), float64(maxCtl(out[c]))/1024, float64(maxAgt(out[c]))/1024, m.exit)
+		fmt.Printf("%-34s %8s %8s %8s %6.2fx %7.2fx %9s %12.1f %12.1f   (exit %d)\n", c, ms(m.wall), ms(lo), ms(hi), float64(m.wall)/float64(netns),
+			pairedRatio(out[c], out[order[0]]), ms(medianCPU(out[c])), float64(maxCtl(out[c]))/1024, float64(maxAgt(out[c]))/1024, m.exit)
 	}
 	fmt.Println("paired: the median of each round's ratio to that round's netns run, which a machine that drifts faster or slower during the bench moves less")
 	fmt.Println("targets (issue #4): --keep-agent 2nd run at most 1.5x netns, a first run that uploads at most 2.5x")
@@ -285,31 +378,33 @@ func fileHash(path string) string {
 func runCheck(bin, topo string) sample { return runCheckIn("", bin, topo) }
 
 // runCheckIn times one check started from a thread in namespace ns ("":
-// this one), so that its connections start there.
+// this one), so that its connections start there. extra "-v" has the
+// check's progress read for its Q.1-Q.4 step (sample.traffic).
 func runCheckIn(ns, bin, topo string, extra ...string) sample {
-	cmd := exec.Command(bin, append([]string{"check", "-f", topo, "--format", "json", "-q"}, extra...)...)
+	args := []string{"check", "-f", topo, "--format", "json"}
+	if !slices.Contains(extra, "-v") {
+		args = append(args, "-q")
+	}
+	cmd := exec.Command(bin, append(args, extra...)...)
 	cmd.Env = append(os.Environ(), "LVSDOCTOR_STATS=1")
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
-	var err error
-	if ns == "" {
-		err = cmd.Run()
-	} else if err = lab.RunIn(ns, cmd.Start); err == nil {
-		err = cmd.Wait()
-	}
-	s := sample{wall: time.Since(start)}
-	if ee, ok := err.(*exec.ExitError); ok {
-		s.exit = ee.ExitCode()
-	} else {
-		check(err)
-	}
+	s := timed(ns, cmd, &stderr)
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.ctlKB = ru.Maxrss
 	}
+	var q, stop float64
 	sc := bufio.NewScanner(&stderr)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
+		line := sc.Text()
+		if at, what, ok := progressLine(line); ok {
+			switch {
+			case strings.HasPrefix(what, "Q.1-Q.4"):
+				q = at
+			case strings.HasPrefix(what, "stopping captures"):
+				stop = at
+			}
+		}
+		f := strings.Fields(line)
 		if len(f) >= 5 && f[0] == "lvsdoctor-stats" && f[3] == "maxrss_kb" {
 			n, err := strconv.ParseInt(f[4], 10, 64)
 			switch {
@@ -322,7 +417,80 @@ func runCheckIn(ns, bin, topo string, extra ...string) sample {
 			}
 		}
 	}
+	if stop > q && q > 0 {
+		s.traffic = time.Duration((stop - q) * float64(time.Second))
+	}
 	return s
+}
+
+// progressLine splits a line of the check's -v progress, " 0.048s WHAT".
+func progressLine(l string) (float64, string, bool) {
+	at, what, ok := strings.Cut(strings.TrimSpace(l), "s ")
+	if !ok {
+		return 0, "", false
+	}
+	f, err := strconv.ParseFloat(at, 64)
+	return f, what, err == nil
+}
+
+// timed runs cmd from a thread in namespace ns ("": this one) and says
+// how long it took, and the machine's busy CPU meanwhile (every process:
+// the lab's hosts and the kernel's work for their packets too). A run that
+// exits non-zero keeps its exit code; one that cannot start ends the bench.
+func timed(ns string, cmd *exec.Cmd, stderr *bytes.Buffer) sample {
+	if stderr != nil {
+		cmd.Stderr = stderr
+	}
+	cpu0 := busyCPU()
+	start := time.Now()
+	var err error
+	if ns == "" {
+		err = cmd.Run()
+	} else if err = lab.RunIn(ns, cmd.Start); err == nil {
+		err = cmd.Wait()
+	}
+	s := sample{wall: time.Since(start), cpu: busyCPU() - cpu0}
+	if ee, ok := err.(*exec.ExitError); ok {
+		s.exit = ee.ExitCode()
+	} else {
+		check(err)
+	}
+	return s
+}
+
+// busyCPU is the time all CPUs of the machine have spent on anything but
+// idling and waiting for I/O since boot, from /proc/stat (in its ticks of
+// 10 ms).
+func busyCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	check(err)
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		check(err)
+		if i != 3 && i != 4 && i < 8 { // idle, iowait; guest time is in user already
+			busy += n
+		}
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
+}
+
+func medianCPU(ss []sample) time.Duration {
+	return medianOf(ss, func(s sample) time.Duration { return s.cpu })
+}
+func medianTraffic(ss []sample) time.Duration {
+	return medianOf(ss, func(s sample) time.Duration { return s.traffic })
+}
+
+func medianOf(ss []sample, of func(sample) time.Duration) time.Duration {
+	c := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		c[i] = of(s)
+	}
+	slices.Sort(c)
+	return c[len(c)/2]
 }
 
 func median(ss []sample) sample {

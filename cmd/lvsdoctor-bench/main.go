@@ -8,7 +8,8 @@
 // With -ssh it times the healthy check over SSH instead (a lab built with
 // --ssh, the check started inside its management namespace): netns, a new
 // build's first SSH run, a first run (the agent uploaded), the second
-// (--keep-agent reuses it) and a run without --keep-agent.
+// (--keep-agent reuses it), a run without --keep-agent, and the floor
+// under them all: the hosts reached and `sudo -n true` run on each.
 // sshd runs every command through the login's shell, and bash reads
 // ~/.bashrc for it: -ssh-user USER (an existing non-root login, reached
 // through sudo -n) measures lvsdoctor without what root's ~/.bashrc does.
@@ -311,7 +312,12 @@ func measureSSH(bin, dir string, runs int, sshUser string, direct bool) {
 	ssh := []string{"--ssh-config", st.SSH.Config}
 	keep := []string{"--ssh-config", st.SSH.Config, "--keep-agent"}
 	out := map[string][]sample{}
-	order := []string{"netns", "ssh, new build (nothing cached)", "ssh first run (upload)", "ssh --keep-agent (2nd run)", "ssh without --keep-agent"}
+	// The floor: every host reached as a check reaches it, through sudo
+	// -n, but the "agent" is true(1), so nothing is uploaded or checked:
+	// what the SSH connections, sshd and sudo cost before any agent runs
+	// (each host then ends inconclusive, exit 3).
+	floor := []string{"--ssh-config", st.SSH.Config, "--agent", "/bin/true"}
+	order := []string{"netns", "ssh, new build (nothing cached)", "ssh first run (upload)", "ssh --keep-agent (2nd run)", "ssh without --keep-agent", "ssh floor: reach, sudo -n true"}
 	pause := func() { time.Sleep(rateLimitPause) }
 	for i := 0; i < runs; i++ {
 		out[order[0]] = append(out[order[0]], runCheckIn("", bin, topo))
@@ -326,6 +332,8 @@ func measureSSH(bin, dir string, runs int, sshUser string, direct bool) {
 		out[order[3]] = append(out[order[3]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, keep...))
 		pause()
 		out[order[4]] = append(out[order[4]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, ssh...))
+		pause()
+		out[order[5]] = append(out[order[5]], runCheckIn(st.SSH.Mgmt, bin, sshTopo, floor...))
 		pause()
 	}
 	netns := median(out[order[0]]).wall

@@ -518,7 +518,7 @@ if [ $M != given ]; then
   fi
   trap - HUP INT TERM PIPE
 fi
-[ -e "$P" ] || { echo "@missing"; exit 0; }
+[ -e "$P" ] || { echo "@missing $P"; exit 0; }
 echo "@exec"
 if [ -n "$D" ]; then $S "$P" agent; rc=$?; rm -rf "$D"; exit $rc; fi
 exec $S "$P" agent
@@ -704,7 +704,7 @@ func (sc *sshConn) startAgent(ctx context.Context, spec string, o SSHOptions) (*
 	case k == "dir":
 		return nil, agent.Hello{}, fmt.Errorf("cannot create a private directory in /tmp")
 	case k == "missing":
-		return nil, agent.Hello{}, fmt.Errorf("the agent does not run there: that host has no %s (--agent names a copy already on the host)", o.AgentPath)
+		return nil, agent.Hello{}, fmt.Errorf("the agent does not run there: that host has no %s (--agent names a copy already on the host)", got["missing"])
 	case got["arch"] == "" || got["uid"] == "":
 		return nil, agent.Hello{}, fmt.Errorf("unexpected answer to the setup commands: %q", got)
 	}

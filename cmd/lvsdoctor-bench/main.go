@@ -188,7 +188,7 @@ func measureFloor(bin string, topos [2]string, big, runs int) {
 		return strings.TrimPrefix(t.Client.Host, "netns:")
 	}
 	traffic := func(topo string) sample {
-		return timed(clientNS(topos[0]), exec.Command(self, "-traffic-only", topo), nil)
+		return timed(clientNS(topo), exec.Command(self, "-traffic-only", topo), nil)
 	}
 	var small, base []sample
 	var tr [2][]sample

@@ -2,6 +2,7 @@ package checks
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/lvsdoctor/lvsdoctor/checks/classify"
 	"github.com/lvsdoctor/lvsdoctor/lvs/topology"
@@ -18,7 +19,8 @@ type Planned struct {
 }
 
 // DryRun lists what Run would do on each host, contacting none. It
-// mirrors runProbes: change both together.
+// mirrors runProbes (the test traffic is the same trafficPlan): change
+// both together.
 func DryRun(top *topology.Topology, opt Options) []Planned {
 	opt.defaults()
 	cip := top.Client.Address
@@ -59,14 +61,12 @@ func DryRun(top *topology.Topology, opt Options) []Planned {
 		case classify.RoleDirector:
 			add(h, "Q.3 the routes to the client and to each RIP", fmt.Sprintf("ip route get %s", cip), false)
 		case classify.RoleClient:
-			for _, s := range top.Services {
-				for _, t := range s.Tests() {
-					cmd := "curl -s http://" + t.Dst.String()
-					if t.Proto == "udp" {
-						cmd = fmt.Sprintf("echo lvsdoctor | nc -u -w1 %s %d", t.Dst.Addr(), t.Dst.Port())
-					}
-					add(h, fmt.Sprintf("Q.3 %d test connections to %s", testCount(s, opt), s), cmd, true)
+			for _, t := range trafficPlan(top, top.ClientAddr(), false, opt) {
+				cmd := "curl -s http://" + t.Dst
+				if dst, err := netip.ParseAddrPort(t.Dst); err == nil && t.Proto == "udp" {
+					cmd = fmt.Sprintf("echo lvsdoctor | nc -u -w1 %s %d", dst.Addr(), dst.Port())
 				}
+				add(h, fmt.Sprintf("Q.3 %d test connections to %s", t.Count, top.Services[t.Service]), cmd, true)
 			}
 		}
 	}

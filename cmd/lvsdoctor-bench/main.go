@@ -182,22 +182,23 @@ func measurePaired(bin, dir string, big, runs int) {
 func measureFloor(bin string, topos [2]string, big, runs int) {
 	self, err := os.Executable()
 	check(err)
-	clientNS := func(topo string) string {
+	var clientNS [2]string
+	for i, topo := range topos {
 		t, err := topology.Load(topo)
 		check(err)
-		return strings.TrimPrefix(t.Client.Host, "netns:")
+		clientNS[i] = strings.TrimPrefix(t.Client.Host, "netns:")
 	}
-	traffic := func(topo string) sample {
-		return timed(clientNS(topo), exec.Command(self, "-traffic-only", topo), nil)
+	traffic := func(i int) sample {
+		return timed(clientNS[i], exec.Command(self, "-traffic-only", topos[i]), nil)
 	}
 	var small, base []sample
 	var tr [2][]sample
 	for r := 0; r < runs; r++ {
 		small = append(small, runCheckIn("", bin, topos[0], "-v"))
 		time.Sleep(rateLimitPause)
-		base = append(base, timed(clientNS(topos[0]), exec.Command(self, "-traffic-only", "none"), nil))
+		base = append(base, timed(clientNS[0], exec.Command(self, "-traffic-only", "none"), nil))
 		for i := range topos {
-			tr[i] = append(tr[i], traffic(topos[i]))
+			tr[i] = append(tr[i], traffic(i))
 			time.Sleep(rateLimitPause)
 		}
 	}
